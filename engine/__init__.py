@@ -34,10 +34,15 @@ def read_versions() -> dict[str, str]:
 def engine_env(base: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for running the Pulumi CLI offline against the local file backend."""
     env = dict(os.environ if base is None else base)
+    STATE_DIR.mkdir(exist_ok=True)
     env["PATH"] = os.pathsep.join([str(TOOLS_BIN), str(VENV_BIN), env.get("PATH", "")])
     env.setdefault("PULUMI_BACKEND_URL", f"file://{STATE_DIR}")
     if "PULUMI_CONFIG_PASSPHRASE_FILE" not in env:
         env.setdefault("PULUMI_CONFIG_PASSPHRASE", LAB_PASSPHRASE)
+    # Dynamic providers are pickled by reference: the provider process imports
+    # `providers.*`, whatever folder the program runs from.
+    paths = [str(PROJECT_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     env["PULUMI_SKIP_UPDATE_CHECK"] = "true"
     env["PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION"] = "true"
     # Keep the CLI's plugin cache and credentials inside the checkout, not in ~/.pulumi.

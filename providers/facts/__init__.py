@@ -1,0 +1,1 @@
+"""Fact readers: a command that dumps host state machine-readably and a pure parser."""

@@ -1,0 +1,272 @@
+"""The one way glidepath reaches a host: SSH with verified host keys and argv commands.
+
+Every command is an argv list; `quote_argv` is the only place it becomes a string
+(the remote sshd hands that string to the login shell, so each argument is quoted).
+Host keys are checked against the known_hosts text from the stack config: an unknown or
+changed key is refused with a clear error. One connection per host is kept per provider
+process and shared by the (at most four) provider calls the engine runs at once.
+"""
+
+from __future__ import annotations
+
+import io
+import shlex
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import paramiko
+
+CONNECT_ATTEMPTS = 3
+CONNECT_TIMEOUT_S = 10.0
+DEFAULT_COMMAND_TIMEOUT_S = 120.0
+
+
+class TransportError(RuntimeError):
+    """A host could not be reached or refused us; the message says what to fix."""
+
+
+class HostKeyError(TransportError):
+    """The host's key is not in known_hosts, or differs from the one recorded there."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a host's sshd listens. Plain data: it is stored in resource outputs."""
+
+    name: str
+    address: str
+    port: int = 22
+    user: str = "root"
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.user}@{self.address}:{self.port})"
+
+
+@dataclass(frozen=True)
+class SshCredentials:
+    """The client key and the known_hosts text. Never printed, never stored in state."""
+
+    private_key: str = field(repr=False)
+    known_hosts: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    argv: tuple[str, ...]
+    exit_status: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+
+class CommandError(RuntimeError):
+    """A command exited non-zero; carries the host, the argv and what it printed."""
+
+    def __init__(self, host: str, result: CommandResult) -> None:
+        self.host = host
+        self.result = result
+        output = (result.stderr or result.stdout).strip()
+        super().__init__(
+            f"{host}: `{quote_argv(result.argv)}` exited {result.exit_status}"
+            + (f": {output}" if output else "")
+        )
+
+
+def quote_argv(argv: Sequence[str]) -> str:
+    """The single quoting point: argv -> a string the remote shell splits back into argv."""
+    if not argv:
+        raise ValueError("empty command")
+    for arg in argv:
+        if not isinstance(arg, str):
+            raise TypeError(f"command arguments must be strings, got {arg!r}")
+        if "\x00" in arg:
+            raise ValueError("command arguments cannot contain NUL")
+    return " ".join(shlex.quote(arg) for arg in argv)
+
+
+def _load_private_key(text: str) -> paramiko.PKey:
+    for key_class in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        try:
+            return key_class.from_private_key(io.StringIO(text))
+        except paramiko.SSHException:
+            continue
+    raise TransportError(
+        "glidepath:ssh.private_key is not an unencrypted OpenSSH/PEM private key "
+        "(ed25519, ecdsa or rsa)"
+    )
+
+
+def _host_keys(known_hosts: str) -> paramiko.HostKeys:
+    keys = paramiko.HostKeys()
+    for line in known_hosts.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
+        if entry is not None:
+            for hostname in entry.hostnames:
+                keys.add(hostname, entry.key.get_name(), entry.key)
+    return keys
+
+
+class SshSession:
+    """One authenticated connection to one host, safe to share between threads."""
+
+    def __init__(self, endpoint: Endpoint, credentials: SshCredentials) -> None:
+        self.endpoint = endpoint
+        self._credentials = credentials
+        self._client: paramiko.SSHClient | None = None
+        self._lock = threading.Lock()
+        self.connections_opened = 0
+
+    def _connect(self) -> paramiko.SSHClient:
+        endpoint = self.endpoint
+        known = _host_keys(self._credentials.known_hosts)
+        lookup = (
+            endpoint.address if endpoint.port == 22 else f"[{endpoint.address}]:{endpoint.port}"
+        )
+        if known.lookup(lookup) is None:
+            raise HostKeyError(
+                f"{endpoint.describe()}: no host key for {lookup} in glidepath:ssh.known_hosts; "
+                "add the host's key (ssh-keyscan, checked out of band) before connecting"
+            )
+        key = _load_private_key(self._credentials.private_key)
+        last_error: Exception | None = None
+        for attempt in range(CONNECT_ATTEMPTS):
+            client = paramiko.SSHClient()
+            client._host_keys = known  # only these keys are trusted
+            client.set_missing_host_key_policy(paramiko.RejectPolicy())
+            try:
+                client.connect(
+                    endpoint.address,
+                    port=endpoint.port,
+                    username=endpoint.user,
+                    pkey=key,
+                    timeout=CONNECT_TIMEOUT_S,
+                    banner_timeout=CONNECT_TIMEOUT_S,
+                    auth_timeout=CONNECT_TIMEOUT_S,
+                    allow_agent=False,
+                    look_for_keys=False,
+                )
+            except paramiko.BadHostKeyException as err:
+                client.close()
+                raise HostKeyError(
+                    f"{endpoint.describe()}: host key CHANGED (got {err.key.get_name()} "
+                    f"{err.key.get_base64()[:16]}..., known_hosts has another); refusing to "
+                    "connect. If the host was reinstalled, update glidepath:ssh.known_hosts."
+                ) from err
+            except paramiko.AuthenticationException as err:
+                client.close()
+                raise TransportError(
+                    f"{endpoint.describe()}: authentication failed with glidepath:ssh.private_key"
+                ) from err
+            except (TimeoutError, OSError, paramiko.SSHException) as err:
+                client.close()
+                last_error = err
+                if attempt + 1 < CONNECT_ATTEMPTS:
+                    time.sleep(0.5 * 2**attempt)
+                continue
+            transport = client.get_transport()
+            if transport is not None:
+                transport.set_keepalive(15)
+            self.connections_opened += 1
+            return client
+        raise TransportError(
+            f"{endpoint.describe()}: unreachable after {CONNECT_ATTEMPTS} attempts: {last_error}"
+        )
+
+    def _get_client(self) -> paramiko.SSHClient:
+        with self._lock:
+            transport = self._client.get_transport() if self._client else None
+            if self._client is None or transport is None or not transport.is_active():
+                self._client = self._connect()
+            return self._client
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        check: bool = True,
+        stdin: str | bytes | None = None,
+        timeout: float = DEFAULT_COMMAND_TIMEOUT_S,
+    ) -> CommandResult:
+        """Run argv on the host. check=True raises CommandError on a non-zero exit."""
+        command = quote_argv(argv)
+        client = self._get_client()
+        try:
+            channel_in, channel_out, channel_err = client.exec_command(command, timeout=timeout)
+        except paramiko.SSHException:
+            # A connection that died between calls: reconnect once.
+            with self._lock:
+                self._client = None
+            client = self._get_client()
+            channel_in, channel_out, channel_err = client.exec_command(command, timeout=timeout)
+        if stdin is not None:
+            channel_in.write(stdin)
+        channel_in.channel.shutdown_write()
+        try:
+            stdout = channel_out.read().decode(errors="replace")
+            stderr = channel_err.read().decode(errors="replace")
+        except TimeoutError as err:
+            channel_out.channel.close()
+            raise TransportError(
+                f"{self.endpoint.name}: `{command}` gave no output for {timeout:.0f} s"
+            ) from err
+        status = channel_out.channel.recv_exit_status()
+        result = CommandResult(tuple(argv), status, stdout, stderr)
+        if check and status != 0:
+            raise CommandError(self.endpoint.name, result)
+        return result
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+
+_sessions: dict[tuple[str, int, str], SshSession] = {}
+_sessions_lock = threading.Lock()
+
+
+def session(endpoint: Endpoint, credentials: SshCredentials) -> SshSession:
+    """The process-wide session for this host (one connection per host per process)."""
+    key = (endpoint.address, endpoint.port, endpoint.user)
+    with _sessions_lock:
+        existing = _sessions.get(key)
+        if existing is None:
+            existing = _sessions[key] = SshSession(endpoint, credentials)
+        return existing
+
+
+def close_all() -> None:
+    with _sessions_lock:
+        for existing in _sessions.values():
+            existing.close()
+        _sessions.clear()
+
+
+def credentials_from_config(ssh_config: Any) -> SshCredentials:
+    """`glidepath:ssh` as the provider's configure() receives it (a dict or its JSON)."""
+    import json
+
+    if isinstance(ssh_config, str):
+        ssh_config = json.loads(ssh_config)
+    if not isinstance(ssh_config, dict):
+        raise TransportError("glidepath:ssh must be an object with private_key and known_hosts")
+    private_key = ssh_config.get("private_key")
+    known_hosts = ssh_config.get("known_hosts")
+    if not private_key:
+        raise TransportError(
+            "glidepath:ssh.private_key is missing: set it as a secret "
+            "(pulumi config set --secret --path glidepath:ssh.private_key < key)"
+        )
+    if not known_hosts:
+        raise TransportError("glidepath:ssh.known_hosts is missing: the hosts' public keys")
+    return SshCredentials(private_key=str(private_key), known_hosts=str(known_hosts))

@@ -1,0 +1,153 @@
+"""Input validation shared by every provider's `check`: parse, canonicalise, or say why not.
+
+Each validator returns the canonical value or raises `Invalid` with a message; `Checker`
+collects those per field so `check` can return CheckFailures naming every bad field at
+once, and nothing reaches a host.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pulumi.dynamic import CheckFailure
+
+T = TypeVar("T")
+
+# Linux accepts up to 15 bytes and almost any character; we accept the conservative set
+# that iproute2, iptables and libvirt all take without quoting surprises.
+_IFNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,14}$")
+_IFNAME_WILDCARD = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,13}\+$")
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
+_SYSCTL_KEY = re.compile(r"^[a-z][a-z0-9_]*(\.[A-Za-z0-9_-]+)+$")
+
+
+class Invalid(ValueError):
+    """A value that cannot be used; the message says what is expected."""
+
+
+def is_unknown(value: Any) -> bool:
+    """True for values not known until `up` (the engine's preview sentinel)."""
+    from pulumi.runtime import rpc
+
+    return bool(value == rpc.UNKNOWN)
+
+
+def interface_name(value: Any, *, wildcard: bool = False) -> str:
+    if not isinstance(value, str):
+        raise Invalid(f"must be an interface name, got {value!r}")
+    if wildcard and _IFNAME_WILDCARD.match(value):
+        return value
+    if not _IFNAME.match(value):
+        suffix = " (or a prefix ending in '+')" if wildcard else ""
+        raise Invalid(
+            f"{value!r} is not an interface name: 1-15 characters, a letter first, "
+            f"then letters, digits, '_', '.', '-'{suffix}"
+        )
+    return value
+
+
+def name(value: Any, what: str = "name") -> str:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise Invalid(
+            f"{value!r} is not a valid {what}: a letter, then letters, digits, '_' or '-' "
+            "(at most 63)"
+        )
+    return value
+
+
+def address(value: Any) -> str:
+    try:
+        return str(ipaddress.ip_address(str(value).strip()))
+    except ValueError as err:
+        raise Invalid(f"{value!r} is not an IP address") from err
+
+
+def interface_address(value: Any) -> str:
+    """An address with its prefix length, as on an interface: 198.18.100.1/24."""
+    try:
+        iface = ipaddress.ip_interface(str(value).strip())
+    except ValueError as err:
+        raise Invalid(f"{value!r} is not an address with a prefix length (a.b.c.d/n)") from err
+    if "/" not in str(value):
+        raise Invalid(f"{value!r} needs a prefix length (a.b.c.d/n)")
+    return str(iface)
+
+
+def prefix(value: Any) -> str:
+    """A network prefix; host bits must be zero (203.0.113.0/29, not 203.0.113.1/29)."""
+    try:
+        return str(ipaddress.ip_network(str(value).strip(), strict=True))
+    except ValueError as err:
+        raise Invalid(f"{value!r} is not a network prefix with zero host bits") from err
+
+
+def route_destination(value: Any) -> str:
+    if str(value).strip() == "default":
+        return "default"
+    return prefix(value)
+
+
+def integer(value: Any, low: int, high: int) -> int:
+    # Numbers arrive from the engine as floats; 3.0 is 3, 3.5 is not.
+    if isinstance(value, bool):
+        raise Invalid(f"must be an integer from {low} to {high}, got {value!r}")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value.strip())
+    if not isinstance(value, int) or not low <= value <= high:
+        raise Invalid(f"must be an integer from {low} to {high}, got {value!r}")
+    return value
+
+
+def sysctl_key(value: Any) -> str:
+    if not isinstance(value, str):
+        raise Invalid(f"must be a sysctl key, got {value!r}")
+    key = value.strip().replace("/", ".")
+    if not _SYSCTL_KEY.match(key) or len(key) > 200:
+        raise Invalid(f"{value!r} is not a sysctl key (like net.ipv4.ip_forward)")
+    return key
+
+
+def sysctl_value(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool):
+        value = int(value)
+    text = str(value).strip()
+    if not re.fullmatch(r"[A-Za-z0-9 ._:-]{1,64}", text):
+        raise Invalid(f"{value!r} is not a plain sysctl value")
+    return " ".join(text.split())
+
+
+class Checker:
+    """Collects canonical values and failures for one `check` call."""
+
+    def __init__(self, news: dict[str, Any]) -> None:
+        self.news = news
+        self.inputs: dict[str, Any] = dict(news)
+        self.failures: list[CheckFailure] = []
+
+    def field(
+        self, key: str, parse: Callable[[Any], T], *, required: bool = True, default: Any = None
+    ) -> T | None:
+        value = self.news.get(key, default)
+        if value is None:
+            if required:
+                self.failures.append(CheckFailure(key, f"{key} is required"))
+            return None
+        if is_unknown(value):
+            return None  # known at `up`; checked again then
+        try:
+            canonical = parse(value)
+        except Invalid as err:
+            self.failures.append(CheckFailure(key, f"{key}: {err}"))
+            return None
+        self.inputs[key] = canonical
+        return canonical
+
+    def fail(self, key: str, reason: str) -> None:
+        self.failures.append(CheckFailure(key, f"{key}: {reason}"))
