@@ -17,7 +17,7 @@ VENV_BIN = PROJECT_ROOT / ".venv" / "bin"
 
 # Lab stacks only: a fixed passphrase is fine for throwaway state on this machine.
 # A real deployment sets PULUMI_CONFIG_PASSPHRASE (or _FILE) itself, and that wins.
-LAB_PASSPHRASE = "glidepath-lab"
+LAB_PASSPHRASE = "glidepath-lab"  # noqa: S105 (lab-only, documented)
 
 
 def read_versions() -> dict[str, str]:

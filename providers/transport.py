@@ -140,7 +140,10 @@ class SshSession:
         last_error: Exception | None = None
         for attempt in range(CONNECT_ATTEMPTS):
             client = paramiko.SSHClient()
-            client._host_keys = known  # only these keys are trusted
+            trusted = client.get_host_keys()  # empty: only the configured keys are trusted
+            for hostname, keys in known.items():
+                for key_type, host_key in keys.items():
+                    trusted.add(hostname, key_type, host_key)
             client.set_missing_host_key_policy(paramiko.RejectPolicy())
             try:
                 client.connect(

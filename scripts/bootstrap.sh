@@ -74,7 +74,7 @@ if ! have_version "$bin/pulumi" "$PULUMI_CLI_VERSION"; then
   fi
 fi
 
-if [ ! -x "$bin/pulumi-language-python" ]; then
+if [ ! -x "$bin/pulumi-language-python" ] && [ -n "$PULUMI_LANGUAGE_PYTHON_MODULE_VERSION" ]; then
   log "building the Python language host ($PULUMI_LANGUAGE_PYTHON_MODULE_VERSION)"
   ensure_build_module "github.com/pulumi/pulumi/pkg/v3@$PULUMI_CLI_VERSION" \
     "github.com/pulumi/pulumi/sdk/v3@$PULUMI_CLI_VERSION" \
@@ -92,13 +92,14 @@ fi
 install -m 0755 "$sdk_dir/python/cmd/pulumi-language-python-exec" "$bin/pulumi-language-python-exec"
 install -m 0755 "$sdk_dir/python/dist/pulumi-resource-pulumi-python" "$bin/pulumi-resource-pulumi-python"
 
-if ! have_version "$bin/pulumi-resource-command" "$PULUMI_COMMAND_VERSION" 2>/dev/null \
-  && [ ! -x "$bin/pulumi-resource-command" ]; then
+if [ ! -x "$bin/pulumi-resource-command" ] && [ -n "$PULUMI_COMMAND_MODULE_VERSION" ]; then
   log "building the command provider $PULUMI_COMMAND_VERSION ($PULUMI_COMMAND_MODULE_VERSION)"
   GOBIN="$bin" go install -trimpath \
     -ldflags "-X github.com/pulumi/pulumi-command/provider/pkg/version.Version=$PULUMI_COMMAND_VERSION" \
     "github.com/pulumi/pulumi-command/provider/cmd/pulumi-resource-command@$PULUMI_COMMAND_MODULE_VERSION"
 fi
 
-"$bin/pulumi" version
-log "ready"
+for missing_tool in pulumi-language-python pulumi-resource-command; do
+  [ -x "$bin/$missing_tool" ] || log "note: $missing_tool is not available here (README, Engine notes)"
+done
+log "ready: pulumi $("$bin/pulumi" version)"
