@@ -13,7 +13,22 @@ from typing import Any
 from pulumi.dynamic import CheckResult, ConfigureRequest, DiffResult, ResourceProvider
 
 from providers import transport, validate
+from providers.plans import Plan
 from providers.transport import Endpoint, SshCredentials, SshSession
+
+#: Every changing step glidepath ran, per host, in this process: (host, step). Tests use it
+#: to prove that applying an already-applied resource runs nothing.
+applied_log: list[tuple[str, tuple[str, ...]]] = []
+
+
+def apply(session: SshSession, plan: Plan) -> None:
+    """Run a plan: its file writes, then its commands, stopping at the first failure."""
+    for write in plan.writes:
+        applied_log.append((session.endpoint.name, ("write", write.path)))
+        session.write_file(write.path, write.content, write.mode)
+    for argv in plan.commands:
+        applied_log.append((session.endpoint.name, argv))
+        session.run(argv)
 
 
 def parse_endpoint(value: Any) -> dict[str, Any]:

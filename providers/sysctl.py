@@ -12,20 +12,14 @@ import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, Resource, UpdateResult
 
 from providers import validate
-from providers.base import HostProvider
+from providers.base import HostProvider, apply
 from providers.facts import sysctl as facts
-from providers.plans import Plan
 from providers.plans import sysctl as plans
 from providers.transport import SshSession
 
 
 def _current(session: SshSession, key: str) -> str | None:
     return facts.process(session.run(facts.command(key), check=False))
-
-
-def _apply(session: SshSession, plan: Plan) -> None:
-    for argv in plan.commands:
-        session.run(argv)
 
 
 class SysctlProvider(HostProvider):
@@ -42,7 +36,7 @@ class SysctlProvider(HostProvider):
         session = self.session(props)
         key, value = props["key"], props["value"]
         previous = _current(session, key)
-        _apply(session, plans.plan_set(key, value, previous))
+        apply(session, plans.plan_set(key, value, previous))
         actual = _current(session, key)
         if actual != value:
             raise RuntimeError(
@@ -55,7 +49,7 @@ class SysctlProvider(HostProvider):
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         session = self.session(news)
         key, value = news["key"], news["value"]
-        _apply(session, plans.plan_set(key, value, _current(session, key)))
+        apply(session, plans.plan_set(key, value, _current(session, key)))
         actual = _current(session, key)
         if actual != value:
             raise RuntimeError(
@@ -77,7 +71,7 @@ class SysctlProvider(HostProvider):
         plan = plans.plan_restore(
             key, props["value"], props.get("previous"), _current(session, key)
         )
-        _apply(session, plan)
+        apply(session, plan)
 
 
 class Sysctl(Resource, module="net", name="Sysctl"):

@@ -227,6 +227,21 @@ class SshSession:
             raise CommandError(self.endpoint.name, result)
         return result
 
+    def read_file(self, path: str) -> str | None:
+        """A file's content, or None if it does not exist."""
+        result = self.run(["cat", "--", path], check=False)
+        if result.ok:
+            return result.stdout
+        if "No such file" in result.stderr:
+            return None
+        raise CommandError(self.endpoint.name, result)
+
+    def write_file(self, path: str, content: str, mode: str = "0644") -> None:
+        """Replace a file atomically: readers see the old or the new content, never half."""
+        temporary = f"{path}.glidepath-new"
+        self.run(["install", "-D", "-m", mode, "/dev/stdin", temporary], stdin=content)
+        self.run(["mv", "-f", "--", temporary, path])
+
     def close(self) -> None:
         with self._lock:
             if self._client is not None:

@@ -8,11 +8,22 @@ Argv = tuple[str, ...]
 
 
 @dataclass(frozen=True)
+class FileWrite:
+    """Replace a file's whole content atomically (written beside it, then renamed)."""
+
+    path: str
+    content: str
+    mode: str = "0644"
+
+
+@dataclass(frozen=True)
 class Plan:
-    """Commands to run in order; `reason` says why there are none (or what they do)."""
+    """File writes, then commands, in order; `reason` says why there is nothing to do
+    (or what the steps do)."""
 
     commands: tuple[Argv, ...] = field(default_factory=tuple)
     reason: str = ""
+    writes: tuple[FileWrite, ...] = field(default_factory=tuple)
 
     @staticmethod
     def nothing(reason: str) -> Plan:
@@ -22,8 +33,14 @@ class Plan:
     def run(*commands: Argv | list[str], reason: str = "") -> Plan:
         return Plan(tuple(tuple(c) for c in commands), reason)
 
+    @staticmethod
+    def write(
+        *writes: FileWrite, then: tuple[Argv | list[str], ...] = (), reason: str = ""
+    ) -> Plan:
+        return Plan(tuple(tuple(c) for c in then), reason, tuple(writes))
+
     def __bool__(self) -> bool:
-        return bool(self.commands)
+        return bool(self.commands or self.writes)
 
 
 class PlanError(ValueError):
