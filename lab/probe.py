@@ -1,0 +1,289 @@
+"""A probe from the `client` namespace: ICMP echo (and optionally HTTP GET) every 10 ms.
+
+The probe runs as a worker process (`python -m lab.probe`) inside client's
+network namespace; it is bounded in count and time, only targets lab
+addresses, and reports every reply so a caller can see the longest gap, and
+whether replies stopped altogether (a guest hang under TCG) rather than
+reporting a clean move.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab import topology as t
+
+MAX_SECONDS = 600.0
+MAX_COUNT = 60_000
+
+
+@dataclass
+class ProbeResult:
+    """Reply timeline of one probe; times are seconds since the probe started."""
+
+    target: str
+    interval_s: float
+    duration_s: float
+    sent: int
+    replies: list[tuple[int, float]]  # (icmp seq, receive time)
+    http: list[tuple[float, float, bool]] = field(default_factory=list)  # (start, end, ok)
+    started_at: float = 0.0  # wall clock (time.time()) at t=0
+
+    @property
+    def received(self) -> int:
+        return len(self.replies)
+
+    @property
+    def lost(self) -> int:
+        return self.sent - len({s for s, _ in self.replies})
+
+    def gaps(self, min_ms: float = 0.0) -> list[tuple[float, float]]:
+        """Reply-free periods as (start s, length ms), counting the probe's start and end as edges."""
+        edges = [0.0, *sorted(r for _, r in self.replies), self.duration_s]
+        out = [(a, (b - a) * 1000) for a, b in zip(edges, edges[1:])]
+        return [g for g in out if g[1] >= min_ms]
+
+    @property
+    def longest_gap_ms(self) -> float:
+        """Longest reply-free period (a probe without replies reports its whole duration)."""
+        return max((ms for _, ms in self.gaps()), default=self.duration_s * 1000)
+
+    @property
+    def longest_gap_at_s(self) -> float:
+        return max(self.gaps(), key=lambda g: g[1], default=(0.0, 0.0))[0]
+
+    @property
+    def last_reply_s(self) -> float | None:
+        return max((r for _, r in self.replies), default=None)
+
+    @property
+    def silent_tail_ms(self) -> float:
+        """How long the probe ran after its last reply."""
+        last = self.last_reply_s
+        return (self.duration_s - (last if last is not None else 0.0)) * 1000
+
+    def replies_after(self, at_s: float) -> int:
+        return sum(1 for _, r in self.replies if r > at_s)
+
+    @property
+    def http_longest_gap_ms(self) -> float:
+        ok = sorted(end for _, end, good in self.http if good)
+        edges = [0.0, *ok, self.duration_s]
+        return max(((b - a) * 1000 for a, b in zip(edges, edges[1:])), default=self.duration_s * 1000)
+
+    def summary(self) -> str:
+        s = (
+            f"probe {self.target}: {self.sent} sent, {self.received} replies, {self.lost} lost, "
+            f"longest gap {self.longest_gap_ms:.0f} ms at {self.longest_gap_at_s:.2f} s"
+        )
+        if self.silent_tail_ms > 1000:
+            s += f"; NO REPLIES in the last {self.silent_tail_ms / 1000:.1f} s"
+        if self.http:
+            good = sum(1 for *_, ok in self.http if ok)
+            s += f"; http {good}/{len(self.http)} ok, longest gap {self.http_longest_gap_ms:.0f} ms"
+        return s
+
+
+def _check_target(target: str) -> None:
+    if not t.in_lab(target):
+        raise ValueError(f"probe target {target} is outside the lab's ranges; refusing")
+
+
+class RunningProbe:
+    """A probe running in the background; `stop()` or `wait()` returns its ProbeResult."""
+
+    def __init__(self, proc: subprocess.Popen[str], target: str) -> None:
+        self.proc = proc
+        self.target = target
+
+    def stop(self, timeout: float = 10.0) -> ProbeResult:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def wait(self, timeout: float = MAX_SECONDS + 10) -> ProbeResult:
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate(timeout=10)
+            raise RuntimeError(f"probe of {self.target} did not finish; killed") from None
+        if self.proc.returncode != 0 or not out.strip():
+            raise RuntimeError(f"probe of {self.target} failed ({self.proc.returncode}): {err.strip()}")
+        d = json.loads(out)
+        return ProbeResult(
+            target=d["target"],
+            interval_s=d["interval_s"],
+            duration_s=d["duration_s"],
+            sent=d["sent"],
+            replies=[(int(s), float(r)) for s, r in d["replies"]],
+            http=[(float(a), float(b), bool(ok)) for a, b, ok in d["http"]],
+            started_at=d["started_at"],
+        )
+
+
+def start_probe(
+    target: str,
+    seconds: float,
+    *,
+    interval: float = 0.01,
+    http: bool = False,
+    timeout: float = 1.0,
+) -> RunningProbe:
+    """Start probing `target` from `client` every `interval` s for at most `seconds` s.
+
+    Bounded: count = seconds / interval (at most MAX_COUNT), time at most MAX_SECONDS.
+    """
+    _check_target(target)
+    if not 0 < seconds <= MAX_SECONDS:
+        raise ValueError(f"seconds must be in (0, {MAX_SECONDS}]")
+    if interval < 0.002:
+        raise ValueError("interval below 2 ms is not a probe, it is a flood")
+    argv = [
+        "nsenter", f"--net=/run/netns/{t.CLIENT}", "--",
+        sys.executable, "-m", "lab.probe",
+        "--target", target, "--seconds", str(seconds), "--interval", str(interval),
+        "--timeout", str(timeout),
+    ]
+    if http:
+        argv.append("--http")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env)
+    rp = RunningProbe(proc, target)
+    # Wait (bounded) until the worker's socket is open, so t=0 is "probing".
+    deadline = time.monotonic() + 5
+    assert proc.stderr is not None
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([proc.stderr], [], [], 0.1)
+        if r:
+            line = proc.stderr.readline()
+            if "probing" in line or not line:
+                break
+    return rp
+
+
+def probe(target: str, seconds: float, *, interval: float = 0.01, http: bool = False) -> ProbeResult:
+    """Probe `target` for `seconds` s and return the timeline (blocking)."""
+    return start_probe(target, seconds, interval=interval, http=http).wait(seconds + 15)
+
+
+# --- the worker (runs inside client's network namespace) -------------------------
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    s = (s >> 16) + (s & 0xFFFF)
+    s += s >> 16
+    return ~s & 0xFFFF
+
+
+def _echo(ident: int, seq: int) -> bytes:
+    payload = b"glidepath-probe!" * 2
+    hdr = struct.pack("!BBHHH", 8, 0, 0, ident, seq & 0xFFFF)
+    return struct.pack("!BBHHH", 8, 0, _checksum(hdr + payload), ident, seq & 0xFFFF) + payload
+
+
+def _worker(target: str, seconds: float, interval: float, use_http: bool, timeout: float) -> dict[str, object]:
+    _check_target(target)
+    seconds = min(seconds, MAX_SECONDS)
+    count = min(int(seconds / interval) + 1, MAX_COUNT)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    ident = os.getpid() & 0xFFFF
+    t0 = time.monotonic()
+    started_at = time.time()
+    replies: list[tuple[int, float]] = []
+    http_log: list[tuple[float, float, bool]] = []
+
+    def http_loop() -> None:
+        n = 0
+        while not stop.is_set() and n < count and time.monotonic() - t0 < seconds:
+            a = time.monotonic() - t0
+            ok = False
+            try:
+                c = http.client.HTTPConnection(target, 80, timeout=timeout)
+                c.request("GET", "/")
+                ok = c.getresponse().status == 200
+                c.close()
+            except (OSError, http.client.HTTPException):
+                ok = False
+            b = time.monotonic() - t0
+            http_log.append((a, b, ok))
+            n += 1
+            time.sleep(max(0.0, interval - (b - a)))
+
+    th = threading.Thread(target=http_loop, daemon=True) if use_http else None
+    print("probing", file=sys.stderr, flush=True)
+    if th:
+        th.start()
+    sent = 0
+    next_send = 0.0
+    end = seconds
+    while not stop.is_set():
+        now = time.monotonic() - t0
+        if now >= end:
+            break
+        if now >= next_send and sent < count:
+            try:
+                sock.sendto(_echo(ident, sent), (target, 0))
+            except OSError:
+                pass  # e.g. no route for a moment: counts as a lost probe
+            sent += 1
+            next_send += interval
+            if sent >= count:
+                end = min(end, now + timeout)  # wait for the last replies, then stop
+        wait = max(0.0, min(next_send, end) - (time.monotonic() - t0))
+        r, _, _ = select.select([sock], [], [], wait)
+        if not r:
+            continue
+        data = sock.recv(2048)
+        ihl = (data[0] & 0x0F) * 4
+        typ, _, _, rid, rseq = struct.unpack("!BBHHH", data[ihl : ihl + 8])
+        if typ == 0 and rid == ident:
+            replies.append((rseq, round(time.monotonic() - t0, 6)))
+    duration = time.monotonic() - t0
+    stop.set()
+    if th:
+        th.join(timeout + 1)
+    return {
+        "target": target,
+        "interval_s": interval,
+        "duration_s": round(duration, 6),
+        "sent": sent,
+        "replies": replies,
+        "http": list(http_log),
+        "started_at": started_at,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m lab.probe")
+    p.add_argument("--target", required=True)
+    p.add_argument("--seconds", type=float, required=True)
+    p.add_argument("--interval", type=float, default=0.01)
+    p.add_argument("--timeout", type=float, default=1.0)
+    p.add_argument("--http", action="store_true")
+    a = p.parse_args(argv)
+    res = _worker(a.target, a.seconds, a.interval, a.http, a.timeout)
+    print(json.dumps(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
