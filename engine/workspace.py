@@ -49,23 +49,7 @@ def inline_stack(
     )
 
 
+
 def project_stack(stack_name: str) -> auto.Stack:
-    """A stack of glidepath itself, its program (__main__.py) run in this process.
-
-    The Python language host (`pulumi-language-python`) cannot be built from the module
-    proxy reachable here (README, Engine notes), so tests, benchmarks and the demo run
-    the project's own __main__.py as an Automation API inline program. The CLI still
-    reads Pulumi.yaml and stacks/Pulumi.<stack>.yaml from the project folder, and the
-    dynamic providers run in their own plugin process exactly as under `pulumi up`.
-    """
-    import runpy
-
-    def program() -> None:
-        runpy.run_path(str(PROJECT_ROOT / "__main__.py"), run_name="__main__")
-
-    return auto.create_or_select_stack(
-        stack_name=stack_name,
-        project_name="glidepath",
-        program=program,
-        opts=_options(PROJECT_ROOT),
-    )
+    """A stack of glidepath itself (Pulumi.yaml, __main__.py, stacks/), run as `pulumi up` runs it."""
+    return local_stack(stack_name, PROJECT_ROOT)

@@ -83,6 +83,16 @@ if [ ! -x "$bin/pulumi-language-python" ] && [ -n "$PULUMI_LANGUAGE_PYTHON_MODUL
     "$PULUMI_CLI_VERSION" github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3
 fi
 
+if [ ! -x "$bin/pulumi-language-python" ] || grep -q 'engine.langhost' "$bin/pulumi-language-python"; then
+  # No real language host could be had: install glidepath's minimal one (engine/langhost.py).
+  cat >"$bin/pulumi-language-python" <<SHIM
+#!/bin/sh
+# glidepath's stand-in Python language host (README, Engine notes).
+PYTHONPATH="$root\${PYTHONPATH:+:\$PYTHONPATH}" exec "$root/.venv/bin/python" -u -m engine.langhost "\$@"
+SHIM
+  chmod 0755 "$bin/pulumi-language-python"
+fi
+
 # The two scripts the engine runs beside the binaries; the module cache keeps them 0444.
 sdk_dir=$(cd "$build" 2>/dev/null && go list -m -f '{{.Dir}}' "github.com/pulumi/pulumi/sdk/v3" 2>/dev/null || true)
 if [ -z "$sdk_dir" ]; then
@@ -99,7 +109,7 @@ if [ ! -x "$bin/pulumi-resource-command" ] && [ -n "$PULUMI_COMMAND_MODULE_VERSI
     "github.com/pulumi/pulumi-command/provider/cmd/pulumi-resource-command@$PULUMI_COMMAND_MODULE_VERSION"
 fi
 
-for missing_tool in pulumi-language-python pulumi-resource-command; do
+for missing_tool in pulumi-resource-command; do
   [ -x "$bin/$missing_tool" ] || log "note: $missing_tool is not available here (README, Engine notes)"
 done
 log "ready: pulumi $("$bin/pulumi" version)"
