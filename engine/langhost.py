@@ -40,7 +40,7 @@ class ProjectLanguageServer(LanguageServer):
             sys.path.insert(0, self.program_dir)
         runpy.run_path(entry, run_name="__main__")
 
-    def Run(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC method name)
+    def Run(self, request: Any, context: Any) -> Any:
         self.program_dir = request.info.program_directory or request.pwd or os.getcwd()
         # The SDK's server reads the engine address from args[0] (inline mode puts it
         # there); a plugin gets it on its command line instead.
