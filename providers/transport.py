@@ -271,20 +271,38 @@ def close_all() -> None:
 
 
 def credentials_from_config(ssh_config: Any) -> SshCredentials:
-    """`glidepath:ssh` as the provider's configure() receives it (a dict or its JSON)."""
+    """`glidepath:ssh` as the provider's configure() receives it (a dict or its JSON).
+
+    The key comes from `private_key` (a Pulumi secret) or `private_key_path` (a key file
+    on the machine running Pulumi, like `ssh -i`; the lab uses this since its key is
+    made at `lab up`); host keys from `known_hosts` (text) or `known_hosts_path`.
+    """
     import json
+    from pathlib import Path
 
     if isinstance(ssh_config, str):
         ssh_config = json.loads(ssh_config)
     if not isinstance(ssh_config, dict):
-        raise TransportError("glidepath:ssh must be an object with private_key and known_hosts")
-    private_key = ssh_config.get("private_key")
-    known_hosts = ssh_config.get("known_hosts")
-    if not private_key:
         raise TransportError(
-            "glidepath:ssh.private_key is missing: set it as a secret "
-            "(pulumi config set --secret --path glidepath:ssh.private_key < key)"
+            "glidepath:ssh is not set: it needs private_key (a secret) or private_key_path, "
+            "and known_hosts or known_hosts_path"
         )
-    if not known_hosts:
-        raise TransportError("glidepath:ssh.known_hosts is missing: the hosts' public keys")
-    return SshCredentials(private_key=str(private_key), known_hosts=str(known_hosts))
+
+    def text(inline: str, path_key: str, what: str) -> str:
+        if ssh_config.get(inline):
+            return str(ssh_config[inline])
+        if ssh_config.get(path_key):
+            try:
+                return Path(str(ssh_config[path_key])).read_text()
+            except OSError as err:
+                raise TransportError(f"glidepath:ssh.{path_key}: {err}") from err
+        raise TransportError(f"glidepath:ssh.{inline} is missing: {what}")
+
+    return SshCredentials(
+        private_key=text(
+            "private_key",
+            "private_key_path",
+            "set it as a secret (pulumi config set --secret --path glidepath:ssh.private_key)",
+        ),
+        known_hosts=text("known_hosts", "known_hosts_path", "the hosts' public keys"),
+    )

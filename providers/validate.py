@@ -90,6 +90,16 @@ def route_destination(value: Any) -> str:
     return prefix(value)
 
 
+def absolute_path(value: Any) -> str:
+    """An absolute path without '..', whitespace or shell-special characters."""
+    if not isinstance(value, str) or not re.fullmatch(r"/[A-Za-z0-9_.,+=@/-]{0,4095}", value):
+        raise Invalid(f"{value!r} is not an absolute path of plain characters")
+    parts = value.split("/")
+    if ".." in parts or "." in parts or "//" in value:
+        raise Invalid(f"{value!r} must not contain '.', '..' or '//' components")
+    return value.rstrip("/") or "/"
+
+
 def integer(value: Any, low: int, high: int) -> int:
     # Numbers arrive from the engine as floats; 3.0 is 3, 3.5 is not.
     if isinstance(value, bool):
