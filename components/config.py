@@ -281,14 +281,14 @@ def parse_config(raw: Mapping[str, Any]) -> StackConfig:
             p.add(f"{where}.network", f"{network!r} is not in glidepath:networks")
         ip = p.parse(f"{where}.ip", validate.address, spec.get("ip"))
         if ip and network in networks:
-            net = ipaddress.ip_network(networks[network].prefix)
-            if ipaddress.ip_address(ip) not in net:
-                p.add(f"{where}.ip", f"{ip} is outside {network}'s prefix {net}")
-            elif net.num_addresses > 2 and ipaddress.ip_address(ip) in (
-                net.network_address,
-                net.broadcast_address,
+            subnet = ipaddress.ip_network(networks[network].prefix)
+            if ipaddress.ip_address(ip) not in subnet:
+                p.add(f"{where}.ip", f"{ip} is outside {network}'s prefix {subnet}")
+            elif subnet.num_addresses > 2 and ipaddress.ip_address(ip) in (
+                subnet.network_address,
+                subnet.broadcast_address,
             ):
-                p.add(f"{where}.ip", f"{ip} is the network or broadcast address of {net}")
+                p.add(f"{where}.ip", f"{ip} is the network or broadcast address of {subnet}")
         if ip in ips_seen:
             p.add(f"{where}.ip", f"{ip} is also VM {ips_seen[ip]}'s")
         elif ip:

@@ -7,7 +7,7 @@ would give them from the stack config.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -26,7 +26,7 @@ def lab_credentials(lab: Any) -> SshCredentials:
 
 
 @pytest.fixture(scope="session")
-def lab_endpoint(lab: Any):  # type: ignore[no-untyped-def]
+def lab_endpoint(lab: Any) -> Callable[[str], dict[str, Any]]:
     """lab_endpoint("old") -> the `host` input for that lab host."""
 
     def endpoint(name: str) -> dict[str, Any]:
