@@ -1,0 +1,1 @@
+"""`make demo`: glidepath's main job on the lab."""
