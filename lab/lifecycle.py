@@ -138,21 +138,27 @@ def _overlapping(net: ipaddress.IPv4Network) -> list[ipaddress.IPv4Network]:
     return [r for r in t.LAB_RANGES if r.overlaps(net)]
 
 
-def find_clashes(own_link: str | None = None) -> list[str]:
-    """Root-namespace addresses, routes and resolvers that overlap a lab range.
+def clashes_in(
+    addrs: list[dict[str, Any]],
+    routes: list[dict[str, Any]],
+    resolv_conf: str,
+    own_link: str | None = None,
+) -> list[str]:
+    """Which addresses (`ip -j -4 addr`), routes (`ip -j -4 route show table all`)
+    and resolvers (resolv.conf text) overlap a lab range (pure).
 
     `own_link`: ignore addresses and routes on this device (the lab's own glab0).
     """
     problems: list[str] = []
-    addrs = json.loads(sh(["ip", "-j", "-4", "addr", "show"]).stdout or "[]")
     for link in addrs:
         if own_link and link.get("ifname") == own_link:
             continue
         for a in link.get("addr_info", []):
+            if a.get("family", "inet") != "inet":
+                continue
             net = ipaddress.IPv4Interface(f"{a['local']}/{a['prefixlen']}").network
             for r in _overlapping(net):
-                problems.append(f"address {a['local']}/{a['prefixlen']} on {link['ifname']} overlaps {r}")
-    routes = json.loads(sh(["ip", "-j", "-4", "route", "show", "table", "all"]).stdout or "[]")
+                problems.append(f"address {a['local']}/{a['prefixlen']} on {link.get('ifname')} overlaps {r}")
     for rt in routes:
         if own_link and rt.get("dev") == own_link:
             continue
@@ -167,11 +173,7 @@ def find_clashes(own_link: str | None = None) -> list[str]:
             problems.append(
                 f"route {dst} dev {rt.get('dev', '?')} table {rt.get('table', 'main')} overlaps {r}"
             )
-    try:
-        resolv = Path("/etc/resolv.conf").read_text().splitlines()
-    except OSError:
-        resolv = []
-    for line in resolv:
+    for line in resolv_conf.splitlines():
         parts = line.split()
         if len(parts) >= 2 and parts[0] == "nameserver":
             try:
@@ -181,6 +183,17 @@ def find_clashes(own_link: str | None = None) -> list[str]:
             if isinstance(ip, ipaddress.IPv4Address) and t.in_lab(ip):
                 problems.append(f"resolver {ip} is inside a lab range")
     return problems
+
+
+def find_clashes(own_link: str | None = None) -> list[str]:
+    """clashes_in() for this machine's root namespace."""
+    addrs = json.loads(sh(["ip", "-j", "-4", "addr", "show"]).stdout or "[]")
+    routes = json.loads(sh(["ip", "-j", "-4", "route", "show", "table", "all"]).stdout or "[]")
+    try:
+        resolv = Path("/etc/resolv.conf").read_text()
+    except OSError:
+        resolv = ""
+    return clashes_in(addrs, routes, resolv, own_link)
 
 
 def _check_foreign(state: State | None, names: Iterable[str]) -> None:

@@ -1,0 +1,135 @@
+"""Pure parts of the lab: address plan, generated files, XML, parsers, gap maths."""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from lab import baseline, config, guest, lifecycle
+from lab import topology as t
+from lab.probe import ProbeResult
+
+pytestmark = pytest.mark.unit
+
+
+def test_host_names_and_addresses() -> None:
+    assert t.host_names(2) == ("old", "new")
+    assert t.host_names(4) == ("old", "new", "h3", "h4")
+    with pytest.raises(ValueError):
+        t.host_names(9)
+    assert str(t.OLD.address) == "198.18.1.2" and str(t.NEW.address) == "198.18.2.2"
+    assert str(t.hypervisor("h5").gateway) == "198.18.5.1/24"
+    assert t.NEW.libvirt_uri == "qemu+ssh://root@198.18.2.2/system"
+    assert str(t.vm_ip(0)) == "203.0.113.2" and str(t.vm_ip(5)) == "203.0.113.7"
+    assert all(t.vm_ip(i) in t.PREFIX for i in range(t.VIF_COUNT))
+
+
+def test_host_path_maps_bind_mounts() -> None:
+    assert t.host_path("old", "/var/lib/libvirt/images/vm1.img") == t.STATE_DIR / "hosts/old/var-lib-libvirt/images/vm1.img"
+    assert t.host_path("new", "/etc/iproute2/rt_tables") == t.STATE_DIR / "hosts/new/rt_tables"
+    assert t.host_path("old", "/var/cache/glidepath-lab/guest/vmlinuz") == t.GUEST_DIR / "vmlinuz"
+
+
+def test_in_lab_rejects_real_addresses() -> None:
+    assert t.in_lab("203.0.113.2") and t.in_lab("198.18.2.2") and t.in_lab("198.51.100.2")
+    for real in ("192.0.2.1", "10.255.255.53", "8.8.8.8", "127.0.0.1"):
+        assert not t.in_lab(real)
+
+
+def test_vif_route_script_is_the_blogs_case_statement() -> None:
+    s = config.vif_route_script()
+    assert s.startswith("#!/bin/sh\n")
+    assert 'vif0)\n        ip route add 203.0.113.2 dev "$1"' in s
+    assert 'vif5)\n        ip route add 203.0.113.7 dev "$1"' in s
+    assert "vif6)" not in s
+    assert "proxy_arp" in s and "proxy_delay" in s
+    subprocess.run(["sh", "-n"], input=s, text=True, check=True)
+
+
+def test_libvirt_configs_differ_per_host() -> None:
+    assert config.host_uuid("old") != config.host_uuid("new")
+    assert config.host_uuid("old") == config.host_uuid("old")
+    q = config.qemu_conf("198.18.2.2")
+    assert 'migration_host = "198.18.2.2"' in q and 'security_driver = "none"' in q
+    assert "PermitTunnel yes" in config.sshd_config("198.18.1.2", t.STATE_DIR / "k", t.STATE_DIR / "p", ".ssh/ak")
+
+
+def test_domain_xml_is_routed_ethernet_with_direct_kernel_boot() -> None:
+    vm = guest.VmSpec("vm1", vif=1)
+    root = ET.fromstring(guest.domain_xml(vm))
+    assert root.get("type") == "qemu"
+    assert root.findtext("os/kernel") == str(guest.KERNEL)
+    assert "gp.ip=203.0.113.3" in (root.findtext("os/cmdline") or "")
+    iface = root.find("devices/interface")
+    assert iface is not None and iface.get("type") == "ethernet"
+    assert iface.find("script").get("path") == "/etc/libvirt/scripts/vif-route"  # type: ignore[union-attr]
+    assert iface.find("target").get("dev") == "vif1"  # type: ignore[union-attr]
+    assert root.find("devices/disk/source").get("file") == "/var/lib/libvirt/images/vm1.img"  # type: ignore[union-attr]
+    assert ET.fromstring(guest.domain_xml(vm, domain_type="kvm")).get("type") == "kvm"
+    with pytest.raises(ValueError):
+        guest.domain_xml(vm, domain_type="xen")
+
+
+def _disk(seqs: list[int], size: int = 64) -> bytes:
+    data = bytearray(size * guest.RECORD_SIZE)
+    for s in seqs:
+        rec = f"GPSEQ {s} 1700000000 {s * 0.2:.2f} vm1\n".encode()
+        data[s * 512 : s * 512 + len(rec)] = rec
+    return bytes(data)
+
+
+def test_parse_records_and_gaps() -> None:
+    recs = guest.parse_records(_disk(list(range(10))))
+    assert [r.seq for r in recs] == list(range(10)) and recs[0].name == "vm1"
+    assert guest.sequence_gaps([r.seq for r in recs]) == []
+    holed = [r.seq for r in guest.parse_records(_disk([0, 1, 2, 5, 6]))]
+    assert holed == [0, 1, 2, 5, 6]
+    assert guest.sequence_gaps(holed) == [(3, 4)]
+    assert guest.sequence_gaps([1, 2]) == [(0, 0)]
+    assert guest.sequence_gaps([0, 1, 1]) == [(1, 1)]
+
+
+def test_initramfs_is_valid_newc() -> None:
+    img = guest.build_initramfs(guest._kernel_version())
+    names = subprocess.run(["cpio", "-t", "--quiet"], input=img, capture_output=True, check=True).stdout.decode().split()
+    assert "init" in names and "bin/busybox" in names and "dev/console" in names
+    assert all(f"lib/modules/{m}.ko" in names for m in guest.VIRTIO_MODULES)
+
+
+def test_probe_gaps_count_silence_at_the_end() -> None:
+    replies = [(i, 0.01 * i) for i in range(100)] + [(i, 0.01 * i) for i in range(130, 200)]
+    r = ProbeResult("203.0.113.2", 0.01, 2.0, 200, replies)
+    assert r.longest_gap_ms == pytest.approx(310, abs=1)
+    assert r.longest_gap_at_s == pytest.approx(0.99)
+    hung = ProbeResult("203.0.113.2", 0.01, 5.0, 500, replies)
+    assert hung.silent_tail_ms == pytest.approx(3010, abs=1) and "NO REPLIES" in hung.summary()
+    none = ProbeResult("203.0.113.2", 0.01, 1.0, 100, [])
+    assert none.longest_gap_ms == pytest.approx(1000)
+
+
+def test_clashes_found_in_addresses_routes_and_resolvers() -> None:
+    addrs = [{"ifname": "eth0", "addr_info": [{"family": "inet", "local": "192.0.2.2", "prefixlen": 24}]},
+             {"ifname": "eth1", "addr_info": [{"family": "inet", "local": "198.19.4.1", "prefixlen": 16}]}]
+    routes = [{"dst": "default", "dev": "eth0"}, {"dst": "203.0.113.0/25", "dev": "eth0"},
+              {"dst": "198.18.0.0/15", "dev": "glab0"}]
+    found = lifecycle.clashes_in(addrs, routes, "nameserver 10.255.255.53\nnameserver 198.51.100.9\n", own_link="glab0")
+    assert len(found) == 3
+    assert any("198.19.4.1/16 on eth1" in f for f in found)
+    assert any("route 203.0.113.0/25" in f for f in found)
+    assert any("resolver 198.51.100.9" in f for f in found)
+    ok = lifecycle.clashes_in(addrs[:1], routes[:1], "nameserver 10.255.255.53\n")
+    assert ok == []
+
+
+def test_jobinfo_parser() -> None:
+    info = baseline.parse_jobinfo("Job type:         Completed\nTotal downtime:   159          ms\n")
+    assert info["Total downtime"] == "159          ms"
+    assert baseline._ms(info["Total downtime"]) == 159.0
+
+
+def test_lab_ranges_avoid_this_machines_networks() -> None:
+    for net in ("192.0.2.0/24", "10.0.0.0/8"):
+        assert not any(r.overlaps(ipaddress.ip_network(net)) for r in t.LAB_RANGES)
