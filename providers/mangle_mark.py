@@ -1,0 +1,179 @@
+"""MangleMark: the blog's egress mark for VM traffic on a host that is not the upstream.
+
+    iptables -w -t mangle -A PREROUTING -s 203.0.113.0/29 -i vif+ \\
+        -m comment --comment glidepath -j MARK --set-mark 1
+
+The comment is how glidepath tells its rules from anyone else's: it must be `glidepath`
+or start with `glidepath `, and delete removes only a rule with exactly our spec.
+
+Every field is identity: a rule has no attribute to update in place, so any change is a
+new rule. Replacement is create-before-delete (delete_before_replace=False): the new rule
+is appended while the old one still marks traffic, so VM packets are never unmarked (an
+unmarked packet would leave through this host's own uplink and be dropped upstream).
+Where both match a packet, the later (new) rule's MARK wins, so the new mark takes effect
+at once; the old rule is removed at the end of the run.
+
+`copies` is derived: check sets the desired 1, read reports how many the host has, so a
+duplicated rule shows as drift and `up` removes the extras. A chain flushed by hand (the
+blog's `iptables -t mangle -F` at cutover) makes read report the resource gone.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import CreateResult, ReadResult, Resource, UpdateResult
+
+from providers import validate
+from providers.base import HostProvider, apply
+from providers.facts import mangle_mark as facts
+from providers.facts.mangle_mark import Rule
+from providers.plans import mangle_mark as plans
+from providers.transport import SshSession
+
+#: Built-in mangle chains where `-i` is allowed (iptables rejects -i in OUTPUT/POSTROUTING).
+CHAINS = ("PREROUTING", "INPUT", "FORWARD")
+# iptables keeps at most 255 bytes of comment; a conservative character set that needs no
+# escaping in iptables-save output beyond the double quotes around spaces.
+_COMMENT = re.compile(r"^glidepath( [A-Za-z0-9_.:/=-][A-Za-z0-9 _.:/=-]{0,200})?$")
+
+
+def parse_source(value: Any) -> str:
+    text = validate.prefix(value)
+    if ipaddress.ip_network(text).version != 4:
+        raise validate.Invalid(
+            f"{value!r} is IPv6; iptables marks IPv4 only (ip6tables not managed)"
+        )
+    return text
+
+
+def parse_mark(value: Any) -> int:
+    """1..0xffffffff; integers, floats from the engine, decimal or 0x-hex strings."""
+    if isinstance(value, str) and value.strip().lower().startswith("0x"):
+        try:
+            value = int(value.strip(), 16)
+        except ValueError as err:
+            raise validate.Invalid(f"{value!r} is not a mark (1 to 0xffffffff)") from err
+    return validate.integer(value, 1, 0xFFFFFFFF)
+
+
+def parse_chain(value: Any) -> str:
+    if not isinstance(value, str) or value.strip().upper() not in CHAINS:
+        raise validate.Invalid(f"{value!r} is not one of {', '.join(CHAINS)}")
+    return value.strip().upper()
+
+
+def parse_comment(value: Any) -> str:
+    if not isinstance(value, str) or not _COMMENT.match(value):
+        raise validate.Invalid(
+            f"{value!r} must be 'glidepath' or 'glidepath <words>' (letters, digits, "
+            "' _.:/=-'; at most 210 characters): the comment is how glidepath finds its rules"
+        )
+    return value
+
+
+def _desired(props: dict[str, Any]) -> Rule:
+    return plans.desired_rule(
+        props["chain"],
+        props["source"],
+        props["in_interface"],
+        int(props["mark"]),
+        props["comment"],
+    )
+
+
+def _rules(session: SshSession) -> list[Rule]:
+    return facts.process(session.run(facts.command()).stdout)
+
+
+def _copies(rules: list[Rule], rule: Rule) -> int:
+    return sum(1 for r in rules if plans.rule_key(r) == plans.rule_key(rule))
+
+
+class MangleMarkProvider(HostProvider):
+    identity = ("host", "chain", "source", "in_interface", "mark", "comment")
+
+    def check_inputs(self, checker: validate.Checker) -> None:
+        checker.field("source", parse_source)
+        checker.field("in_interface", lambda v: validate.interface_name(v, wildcard=True))
+        checker.field("mark", parse_mark)
+        checker.field("chain", parse_chain, default="PREROUTING")
+        checker.field("comment", parse_comment, default=plans.OWNER)
+        checker.inputs["copies"] = 1  # derived: the host must hold exactly one copy
+
+    def diffed_fields(self, news: dict[str, Any]) -> list[str]:
+        return [*self.identity, "copies"]
+
+    def delete_before_replace(self) -> bool:
+        return False  # see the module docstring: never leave VM traffic unmarked
+
+    def _ensure(self, props: dict[str, Any]) -> dict[str, Any]:
+        session = self.session(props)
+        desired = _desired(props)
+        apply(session, plans.plan_add(desired, _rules(session)))
+        copies = _copies(_rules(session), desired)
+        if copies != 1:
+            raise RuntimeError(
+                f"{session.endpoint.name}: mangle rule {' '.join(plans.rule_spec(desired))} "
+                f"has {copies} copies after applying, expected 1"
+            )
+        return {**props, "mark": int(props["mark"]), "copies": copies}
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        outputs = self._ensure(props)
+        rule_id = (
+            f"{props['host']['name']}:mangle:{outputs['chain']}:{outputs['source']}:"
+            f"{outputs['in_interface']}:{outputs['mark']:#x}"
+        )
+        return CreateResult(rule_id, outputs)
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        # Only `copies` can change without a replace: put the host back to one copy.
+        return UpdateResult(self._ensure(news))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        session = self.session(props)
+        copies = _copies(_rules(session), _desired(props))
+        if copies == 0:
+            return ReadResult("", {})  # deleted or flushed by hand: the rule is gone
+        return ReadResult(id_, {**props, "copies": copies})
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        session = self.session(props)
+        apply(session, plans.plan_delete(_desired(props), _rules(session)))
+
+
+class MangleMark(Resource, module="net", name="MangleMark"):
+    """`iptables -t mangle -A <chain> -s <source> -i <in_interface> -j MARK --set-mark <mark>`
+    on a host, tagged with a glidepath comment."""
+
+    copies: pulumi.Output[int]
+
+    def __init__(
+        self,
+        resource_name: str,
+        host: pulumi.Input[dict[str, Any]],
+        source: pulumi.Input[str],
+        in_interface: pulumi.Input[str],
+        mark: pulumi.Input[int],
+        chain: pulumi.Input[str] = "PREROUTING",
+        comment: pulumi.Input[str] = plans.OWNER,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(
+            MangleMarkProvider(),
+            resource_name,
+            {
+                "host": host,
+                "source": source,
+                "in_interface": in_interface,
+                "mark": mark,
+                "chain": chain,
+                "comment": comment,
+                "copies": None,
+            },
+            opts,
+        )
