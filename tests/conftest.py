@@ -9,6 +9,8 @@ import pytest
 
 from engine import engine_env
 
+pytest_plugins = ["lab.fixtures"]
+
 os.environ.update(engine_env())
 
 
