@@ -1,0 +1,168 @@
+"""VifRouteScript against lab host `new`: create (directory included), apply again
+(nothing runs), the script run for real on a tap, update, drift seen by read and
+repaired, delete that leaves a hand-edited file alone, delete, delete again.
+
+The script goes to a directory of its own, never to the lab's own
+/etc/libvirt/scripts/vif-route; the cleanup removes that directory and the taps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
+
+from providers.plans import vif_route_script as plans
+from providers.vif_route_script import VifRouteScriptProvider
+
+pytestmark = [pytest.mark.lab]
+
+HOST = "new"
+DIRECTORY = f"/etc/libvirt/scripts-test-{os.getpid()}"
+PATH = f"{DIRECTORY}/vif-route"
+ROUTES = {"vif0": "203.0.113.2", "vif7": "203.0.113.200"}
+TAPS = ("vif7", "vif8")
+
+
+def _outs(result: CreateResult | UpdateResult | ReadResult) -> dict[str, Any]:
+    assert result.outs is not None
+    return result.outs
+
+
+@pytest.fixture
+def cleanup(lab: Any) -> Iterator[None]:
+    yield
+    for tap in TAPS:
+        lab.run(HOST, ["ip", "link", "del", tap], check=False)  # takes its routes along
+    lab.run(HOST, ["rm", "-rf", "--", DIRECTORY])
+
+
+@pytest.fixture
+def provider(lab_credentials: Any) -> VifRouteScriptProvider:
+    provider = VifRouteScriptProvider()
+    provider.use_credentials(lab_credentials)
+    return provider
+
+
+def _inputs(provider: VifRouteScriptProvider, lab_endpoint: Any, **extra: Any) -> dict[str, Any]:
+    news = {"host": lab_endpoint(HOST), "path": PATH, "routes": ROUTES}
+    news.update(extra)
+    checked = provider.check({}, news)
+    assert not checked.failures
+    return dict(checked.inputs)
+
+
+def _file(lab: Any) -> tuple[str, str] | None:
+    done = lab.run(HOST, ["stat", "-c", "%a", "--", PATH], check=False)
+    if done.returncode != 0:
+        return None
+    return done.stdout.strip(), lab.run(HOST, ["cat", "--", PATH]).stdout
+
+
+def test_create_apply_again_update_delete(
+    provider: VifRouteScriptProvider, lab_endpoint: Any, applied: Any, lab: Any, cleanup: None
+) -> None:
+    inputs = _inputs(provider, lab_endpoint)
+    applied.mark()
+    created = provider.create(inputs)
+    assert applied.steps == [
+        (HOST, ("install", "-d", "-m", "0755", "--", DIRECTORY)),
+        (HOST, ("write", PATH)),
+    ]
+    assert _file(lab) == ("755", plans.render(PATH, ROUTES))
+    assert _outs(created)["sha256"] == inputs["sha256"] and _outs(created)["mode"] == "0755"
+
+    applied.mark()
+    provider.create(inputs)
+    provider.update(created.id, _outs(created), inputs)
+    assert applied.steps == []  # the host already matches: nothing ran
+    read = provider.read(created.id, _outs(created))
+    assert read.id == created.id and _outs(read) == _outs(created)
+
+    routes = {"vif0": "203.0.113.2", "vif1": "203.0.113.3"}
+    news = _inputs(provider, lab_endpoint, routes=routes)
+    diff = provider.diff(created.id, _outs(created), news)
+    assert diff.changes and not diff.replaces
+    applied.mark()
+    updated = provider.update(created.id, _outs(created), news)
+    assert applied.steps == [(HOST, ("write", PATH))]
+    assert _file(lab) == ("755", plans.render(PATH, routes))
+    assert _outs(updated)["routes"] == routes
+
+    applied.mark()
+    provider.delete(created.id, _outs(updated))
+    assert applied.steps == [(HOST, ("rm", "-f", "--", PATH))]
+    assert _file(lab) is None
+    applied.mark()
+    provider.delete(created.id, _outs(updated))  # already absent is success
+    assert applied.steps == []
+    assert provider.read(created.id, _outs(updated)).id == ""
+
+
+def test_script_routes_a_tap_for_real(
+    provider: VifRouteScriptProvider, lab_endpoint: Any, lab: Any, cleanup: None
+) -> None:
+    provider.create(_inputs(provider, lab_endpoint))
+    # This kernel has no dummy links; a tap is what libvirt hands the script anyway.
+    for tap in TAPS:
+        lab.run(HOST, ["ip", "tuntap", "add", "dev", tap, "mode", "tap"])
+    assert lab.run(HOST, ["cat", "/proc/sys/net/ipv4/neigh/vif7/proxy_delay"]).stdout == "80\n"
+
+    lab.run(HOST, [PATH, "vif7"])
+    routes = json.loads(lab.run(HOST, ["ip", "-j", "route", "show", "dev", "vif7"]).stdout)
+    assert [(r["dst"], r.get("scope")) for r in routes] == [("203.0.113.200", "link")]
+    assert lab.run(HOST, ["cat", "/proc/sys/net/ipv4/conf/vif7/proxy_arp"]).stdout == "1\n"
+    assert lab.run(HOST, ["cat", "/proc/sys/net/ipv4/neigh/vif7/proxy_delay"]).stdout == "0\n"
+    link = json.loads(lab.run(HOST, ["ip", "-j", "link", "show", "dev", "vif7"]).stdout)
+    assert "UP" in link[0]["flags"]
+    lab.run(HOST, [PATH, "vif7"])  # again, as on a libvirtd restart: still fine
+
+    # A tap no VM of the stack uses: brought up, nothing else, exit 0.
+    lab.run(HOST, [PATH, "vif8"])
+    assert json.loads(lab.run(HOST, ["ip", "-j", "route", "show", "dev", "vif8"]).stdout) == []
+    assert lab.run(HOST, ["cat", "/proc/sys/net/ipv4/conf/vif8/proxy_arp"]).stdout == "0\n"
+    link = json.loads(lab.run(HOST, ["ip", "-j", "link", "show", "dev", "vif8"]).stdout)
+    assert "UP" in link[0]["flags"]
+
+
+def test_drift_is_seen_and_repaired_and_a_hand_edit_survives_delete(
+    provider: VifRouteScriptProvider, lab_endpoint: Any, applied: Any, lab: Any, cleanup: None
+) -> None:
+    inputs = _inputs(provider, lab_endpoint)
+    created = provider.create(inputs)
+
+    lab.run(HOST, ["chmod", "0644", "--", PATH])  # libvirt could no longer run it
+    read = provider.read(created.id, _outs(created))
+    assert _outs(read)["mode"] == "0644"
+    assert provider.diff(created.id, _outs(read), inputs).changes
+    applied.mark()
+    repaired = provider.update(created.id, _outs(read), inputs)
+    assert applied.steps == [(HOST, ("write", PATH))]
+    assert _file(lab) == ("755", plans.render(PATH, ROUTES))
+
+    # A hand edit that keeps the routes: only the digest tells.
+    lab.run(HOST, ["sed", "-i", "/neigh/d", "--", PATH])
+    read = provider.read(created.id, _outs(repaired))
+    assert _outs(read)["routes"] == ROUTES and _outs(read)["sha256"] != inputs["sha256"]
+    diff = provider.diff(created.id, _outs(read), inputs)
+    assert diff.changes and not diff.replaces
+
+    # A hand edit that changes the routes shows in `routes`.
+    lab.run(HOST, ["sed", "-i", "s/203.0.113.200/203.0.113.201/", "--", PATH])
+    read = provider.read(created.id, _outs(repaired))
+    assert _outs(read)["routes"] == {"vif0": "203.0.113.2", "vif7": "203.0.113.201"}
+
+    # Not what we wrote: delete leaves it.
+    applied.mark()
+    provider.delete(created.id, _outs(repaired))
+    assert applied.steps == []
+    assert _file(lab) is not None
+
+    provider.update(created.id, _outs(read), inputs)  # `up` puts ours back
+    assert _file(lab) == ("755", plans.render(PATH, ROUTES))
+    lab.run(HOST, ["rm", "-f", "--", PATH])
+    assert provider.read(created.id, _outs(repaired)).id == ""  # removed by hand: gone
