@@ -9,6 +9,7 @@ process and shared by the (at most four) provider calls the engine runs at once.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import shlex
 import threading
@@ -306,3 +307,108 @@ def credentials_from_config(ssh_config: Any) -> SshCredentials:
         ),
         known_hosts=text("known_hosts", "known_hosts_path", "the hosts' public keys"),
     )
+
+
+# --- libvirt over the same SSH trust ------------------------------------------------
+
+_libvirt_lock = threading.Lock()
+_libvirt_conns: dict[tuple[str, int, str], Any] = {}
+_secret_dir: str | None = None
+
+
+def _secret_files(credentials: SshCredentials) -> tuple[str, str]:
+    """libvirt's libssh transport reads the key and known_hosts from files: write them
+    once per process into a private directory that is removed at exit."""
+    global _secret_dir
+    import atexit
+    import os
+    import shutil
+    import tempfile
+
+    if _secret_dir is None:
+        _secret_dir = tempfile.mkdtemp(prefix="glidepath-")
+        atexit.register(shutil.rmtree, _secret_dir, True)
+    key_path = os.path.join(_secret_dir, "key")
+    known_path = os.path.join(_secret_dir, "known_hosts")
+    files = ((key_path, credentials.private_key), (known_path, credentials.known_hosts))
+    for path, content in files:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(content if content.endswith("\n") else content + "\n")
+    return key_path, known_path
+
+
+def libvirt_uri(endpoint: Endpoint, key_path: str, known_hosts_path: str) -> str:
+    from urllib.parse import quote, urlencode
+
+    query = urlencode(
+        {
+            "keyfile": key_path,
+            "known_hosts": known_hosts_path,
+            "known_hosts_verify": "normal",  # unknown or changed key: refuse
+            "sshauth": "privkey",
+        }
+    )
+    host = f"[{endpoint.address}]" if ":" in endpoint.address else endpoint.address
+    return f"qemu+libssh://{quote(endpoint.user)}@{host}:{endpoint.port}/system?{query}"
+
+
+def libvirt_connection(endpoint: Endpoint, credentials: SshCredentials) -> Any:
+    """The process-wide libvirt connection to a host (libvirt connections are thread-safe)."""
+    import libvirt
+
+    key = (endpoint.address, endpoint.port, endpoint.user)
+    with _libvirt_lock:
+        conn = _libvirt_conns.get(key)
+        if conn is not None:
+            try:
+                if conn.isAlive():
+                    return conn
+            except libvirt.libvirtError:
+                pass
+        # libvirt prints every error to stderr by default; we raise them with context.
+        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+        key_path, known_path = _secret_files(credentials)
+
+        def refuse_prompts(creds: list[list[Any]], _data: Any) -> int:
+            # The only prompt here is "accept this unknown host key?": never.
+            for cred in creds:
+                cred[4] = "n"
+            return 0
+
+        auth = [[libvirt.VIR_CRED_ECHOPROMPT, libvirt.VIR_CRED_NOECHOPROMPT], refuse_prompts, None]
+        last_error: Exception | None = None
+        for attempt in range(CONNECT_ATTEMPTS):
+            try:
+                conn = libvirt.openAuth(libvirt_uri(endpoint, key_path, known_path), auth, 0)
+                break
+            except libvirt.libvirtError as err:
+                message = str(err)
+                if "not accepted" in message or "host key" in message.lower():
+                    raise HostKeyError(
+                        f"{endpoint.describe()}: libvirt refused the host key (unknown or "
+                        f"changed in glidepath:ssh.known_hosts): {message}"
+                    ) from err
+                last_error = err
+                if attempt + 1 < CONNECT_ATTEMPTS:
+                    time.sleep(0.5 * 2**attempt)
+        else:
+            raise TransportError(
+                f"{endpoint.describe()}: libvirt unreachable after {CONNECT_ATTEMPTS} "
+                f"attempts: {last_error}"
+            )
+        if not _libvirt_conns:
+            import atexit
+
+            atexit.register(close_libvirt)
+        _libvirt_conns[key] = conn
+        return conn
+
+
+def close_libvirt() -> None:
+    """Close libvirt connections before interpreter shutdown tears the module down."""
+    with _libvirt_lock:
+        for conn in _libvirt_conns.values():
+            with contextlib.suppress(Exception):
+                conn.close()
+        _libvirt_conns.clear()

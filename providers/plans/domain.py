@@ -1,0 +1,190 @@
+"""The libvirt side of a VM placement, as pure functions: its domain XML, the destination
+XML for a migration, and the sentence a preview prints about a move."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Disk:
+    path: str
+    size_mib: int
+    target: str  # vda, vdb, ...
+
+
+@dataclass(frozen=True)
+class DomainSpec:
+    """What the stack says about one VM; `from_props` reads a resource's inputs."""
+
+    name: str
+    memory_mib: int
+    vcpus: int
+    vif: str
+    mac: str
+    disks: tuple[Disk, ...]
+    domain_type: str = "qemu"  # "kvm" where /dev/kvm runs the guest, else TCG
+    kernel: str = ""
+    initrd: str = ""
+    cmdline: str = ""
+    vif_script: str = "/etc/libvirt/scripts/vif-route"
+
+    @staticmethod
+    def from_props(props: dict[str, Any], domain_type: str = "qemu") -> DomainSpec:
+        boot = props.get("boot") or {}
+        return DomainSpec(
+            name=props["name"],
+            memory_mib=int(props["memory_mib"]),
+            vcpus=int(props.get("vcpus", 1)),
+            vif=props["vif"],
+            mac=props.get("mac") or mac_for(props["name"]),
+            disks=tuple(
+                Disk(d["path"], int(d["size_mib"]), f"vd{chr(ord('a') + i)}")
+                for i, d in enumerate(props.get("disks") or [])
+            ),
+            domain_type=domain_type,
+            kernel=boot.get("kernel", ""),
+            initrd=boot.get("initrd", ""),
+            cmdline=boot.get("cmdline", ""),
+            vif_script=props.get("vif_script", "/etc/libvirt/scripts/vif-route"),
+        )
+
+
+def mac_for(name: str) -> str:
+    """A stable locally administered MAC from the VM name (52:54:00 is QEMU's prefix).
+
+    Stable across hosts on purpose: the tap's MAC follows from it (fe:54:...), so the
+    guest's neighbour entry for its gateway stays valid after a move.
+    """
+    digest = hashlib.sha256(name.encode()).digest()
+    return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
+
+
+# Domain UUIDs derive from the VM name, so every host and every definition agree (libvirt
+# refuses a migration whose destination XML names another UUID).
+_UUID_NAMESPACE = uuid.UUID("8a1f3c2e-5b7d-4e0a-9c61-2f4d8b9e7a10")
+
+
+def domain_uuid(name: str) -> str:
+    return str(uuid.uuid5(_UUID_NAMESPACE, name))
+
+
+def domain_xml(spec: DomainSpec, disk_slices: dict[str, int] | None = None) -> str:
+    """The domain XML. `disk_slices` maps a disk path to the bytes of its guest-visible
+    size where the file underneath is bigger (a migration onto a grown target disk)."""
+    if spec.domain_type not in ("qemu", "kvm"):
+        raise ValueError(f"domain type must be qemu or kvm, not {spec.domain_type!r}")
+    q = quoteattr
+    slices = disk_slices or {}
+    boot = ""
+    if spec.kernel:
+        boot = f"\n    <kernel>{escape(spec.kernel)}</kernel>"
+        if spec.initrd:
+            boot += f"\n    <initrd>{escape(spec.initrd)}</initrd>"
+        if spec.cmdline:
+            boot += f"\n    <cmdline>{escape(spec.cmdline)}</cmdline>"
+    else:
+        boot = "\n    <boot dev='hd'/>"
+    disks = []
+    for disk in spec.disks:
+        source = f"<source file={q(disk.path)}/>"
+        if disk.path in slices:
+            source = (
+                f"<source file={q(disk.path)}><slices><slice type='storage' offset='0' "
+                f"size='{slices[disk.path]}'/></slices></source>"
+            )
+        disks.append(
+            "    <disk type='file' device='disk'>\n"
+            "      <driver name='qemu' type='raw'/>\n"
+            f"      {source}\n"
+            f"      <target dev={q(disk.target)} bus='virtio'/>\n"
+            "    </disk>"
+        )
+    disk_xml = "\n".join(disks)
+    return f"""<domain type={q(spec.domain_type)}>
+  <name>{escape(spec.name)}</name>
+  <uuid>{domain_uuid(spec.name)}</uuid>
+  <memory unit='MiB'>{spec.memory_mib}</memory>
+  <vcpu>{spec.vcpus}</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>{boot}
+  </os>
+  <features><acpi/></features>
+  <clock offset='utc'/>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>restart</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+{disk_xml}
+    <interface type='ethernet'>
+      <mac address={q(spec.mac)}/>
+      <script path={q(spec.vif_script)}/>
+      <target dev={q(spec.vif)}/>
+      <model type='virtio'/>
+    </interface>
+    <serial type='file'>
+      <source path={q(f"/var/log/libvirt/qemu/{spec.name}-console.log")} append='on'/>
+      <target port='0'/>
+    </serial>
+    <controller type='usb' model='none'/>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+"""
+
+
+def describe_move(
+    name: str, source: str, target: str, disk_mib: int, memory_mib: int, max_downtime_ms: int
+) -> str:
+    """The line a preview prints for a move (DESIGN.md §4)."""
+    return (
+        f"{name}: live-migrate {source} -> {target}: copy {disk_mib} MiB disk + "
+        f"{memory_mib} MiB RAM, max downtime {max_downtime_ms} ms"
+    )
+
+
+@dataclass(frozen=True)
+class DiskCheck:
+    """What pre-flight found for one disk on the target host."""
+
+    path: str
+    source_bytes: int
+    target_bytes: int | None  # None: absent on the target
+    target_free_bytes: int | None  # free space in the target directory (absent case)
+
+
+def plan_target_disks(checks: list[DiskCheck]) -> tuple[list[str], dict[str, int], list[str]]:
+    """-> (disks to create on the target, slices for bigger targets, problems).
+
+    With libvirt 9 and QEMU 7.2 a target of another size fails the disk copy, so a
+    bigger target gets a storage slice of the source's size and a smaller one is refused.
+    """
+    create: list[str] = []
+    slices: dict[str, int] = {}
+    problems: list[str] = []
+    for check in checks:
+        if check.target_bytes is None:
+            if check.target_free_bytes is None:
+                problems.append(f"{check.path}: its directory does not exist on the target")
+            elif check.target_free_bytes < check.source_bytes:
+                problems.append(
+                    f"{check.path}: {check.source_bytes // MIB} MiB needed on the target, "
+                    f"{check.target_free_bytes // MIB} MiB free"
+                )
+            else:
+                create.append(check.path)
+        elif check.target_bytes < check.source_bytes:
+            problems.append(
+                f"{check.path}: the target file is {check.target_bytes // MIB} MiB, smaller "
+                f"than the source's {check.source_bytes // MIB} MiB; grow or remove it"
+            )
+        elif check.target_bytes > check.source_bytes:
+            slices[check.path] = check.source_bytes
+    return create, slices, problems

@@ -1,0 +1,98 @@
+"""Migration policy, pure: what to do at each poll of a running migration job.
+
+The monitor in providers/vm_placement.py feeds `decide` a snapshot of libvirt's job
+stats every ~0.5 s and acts on the answer; tests feed scripted timelines instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MIB = 1024 * 1024
+
+# Raise the allowed downtime when the guest dirties memory faster than we copy it:
+# after these many memory passes, go to the next multiple of the configured bound.
+DOWNTIME_STEP_ITERATIONS = (4, 6, 8)
+DOWNTIME_STEP_FACTORS = (2, 4, 8)
+DOWNTIME_CEILING_MS = 2000
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """The job stats fields the policy reads (libvirt's VIR_DOMAIN_JOB_* names)."""
+
+    elapsed_s: float
+    memory_total: int = 0
+    memory_remaining: int = 0
+    memory_processed: int = 0
+    memory_iteration: int = 0
+    disk_total: int = 0
+    disk_remaining: int = 0
+    disk_processed: int = 0
+    bytes_per_s: float = 0.0
+
+    @staticmethod
+    def from_stats(stats: dict[str, float | int], elapsed_s: float) -> JobSnapshot:
+        def field(key: str) -> int:
+            return int(stats.get(key, 0) or 0)
+
+        return JobSnapshot(
+            elapsed_s=elapsed_s,
+            memory_total=field("memory_total"),
+            memory_remaining=field("memory_remaining"),
+            memory_processed=field("memory_processed"),
+            memory_iteration=field("memory_iteration"),
+            disk_total=field("disk_total"),
+            disk_remaining=field("disk_remaining"),
+            disk_processed=field("disk_processed"),
+            bytes_per_s=float(stats.get("memory_bps", 0) or 0)
+            + float(stats.get("disk_bps", 0) or 0),
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """`abort` (with a reason), or `set_downtime_ms` to raise the bound, or carry on."""
+
+    abort: str | None = None
+    set_downtime_ms: int | None = None
+
+
+def downtime_for_iteration(max_downtime_ms: int, iteration: int) -> int:
+    """The downtime bound for the memory pass we are in."""
+    bound = max_downtime_ms
+    for after, factor in zip(DOWNTIME_STEP_ITERATIONS, DOWNTIME_STEP_FACTORS, strict=True):
+        if iteration >= after:
+            bound = max_downtime_ms * factor
+    return min(max(bound, max_downtime_ms), max(DOWNTIME_CEILING_MS, max_downtime_ms))
+
+
+def decide(
+    snapshot: JobSnapshot, *, max_downtime_ms: int, current_downtime_ms: int, timeout_s: float
+) -> Decision:
+    if snapshot.elapsed_s >= timeout_s:
+        remaining = (snapshot.memory_remaining + snapshot.disk_remaining) // MIB
+        return Decision(
+            abort=f"did not complete within timeout_s={timeout_s:.0f} s "
+            f"({remaining} MiB still to copy, pass {snapshot.memory_iteration})"
+        )
+    wanted = downtime_for_iteration(max_downtime_ms, snapshot.memory_iteration)
+    if wanted > current_downtime_ms:
+        return Decision(set_downtime_ms=wanted)
+    return Decision()
+
+
+def progress_line(name: str, snapshot: JobSnapshot) -> str:
+    """One line of progress for the `pulumi up` output."""
+    remaining = snapshot.memory_remaining + snapshot.disk_remaining
+    rate = snapshot.bytes_per_s
+    eta = f"{remaining / rate:.1f} s" if rate > 0 else "?"
+    phase = "disk" if snapshot.disk_remaining > 0 else "memory"
+    if snapshot.memory_iteration > 1:
+        phase = f"memory pass {snapshot.memory_iteration}"
+    return (
+        f"{name}: migrating ({phase}) {snapshot.elapsed_s:.1f} s: "
+        f"RAM {snapshot.memory_remaining // MIB}/{snapshot.memory_total // MIB} MiB left, "
+        f"disk {snapshot.disk_remaining // MIB}/{snapshot.disk_total // MIB} MiB left, "
+        f"{rate / MIB:.0f} MiB/s, ETA {eta}"
+    )
