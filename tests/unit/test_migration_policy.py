@@ -118,9 +118,8 @@ def _spec() -> DomainSpec:
 def test_bigger_target_disk_gets_a_storage_slice() -> None:
     xml = domain_xml(_spec(), {"/var/lib/libvirt/images/blog.img": 64 * MIB})
     assert f"<slice type='storage' offset='0' size='{64 * MIB}'/>" in xml
-    assert (
-        "<target dev='vif0'/>" in xml and "<script path='/etc/libvirt/scripts/vif-route'/>" in xml
-    )
+    assert '<target dev="vif0"/>' in xml
+    assert '<script path="/etc/libvirt/scripts/vif-route"/>' in xml
 
 
 def test_same_vm_same_mac_and_uuid_everywhere() -> None:
