@@ -17,6 +17,7 @@ Each step is a function so tests can also run a subset (e.g. no mark).
 
 from __future__ import annotations
 
+import os
 import re
 import select
 import subprocess
@@ -66,6 +67,9 @@ def open_tunnel(src: str, dst: str, *, timeout: float = 15.0) -> Tunnel:
     """`ssh -w 2:2 root@<dst>` from src; address and bring up tun2 on both ends."""
     dst_h = t.hypervisor(dst)
     num = t.TUNNEL_DEV.removeprefix("tun")
+    # A tun2 left by a tunnel still shutting down would take our addresses and
+    # routes with it when it goes (seen: the vm-out route vanished mid-move).
+    _wait_for(lambda: not _has_link(src, t.TUNNEL_DEV) and not _has_link(dst, t.TUNNEL_DEV), "a stale tun2 to go", 10)
     proc = popen(
         src,
         [
@@ -99,6 +103,11 @@ def close_tunnel(tun: Tunnel) -> None:
     for s in (tun.proc.stdout, tun.proc.stderr):
         if s:
             s.close()
+    # The server side (sshd on dst) lets go of its tun2 a little later.
+    try:
+        _wait_for(lambda: not _has_link(tun.src, tun.dev) and not _has_link(tun.dst, tun.dev), "tun2 to go", 10)
+    except TimeoutError:
+        pass  # open_tunnel waits again and says so
 
 
 def add_source_route(src: str, tun: Tunnel) -> None:
@@ -207,14 +216,28 @@ def wait_first_direct_packet(dst: str, switch: object, timeout: float = 10.0) ->
     """Run `switch()` while tcpdump waits on dst's br0 for the first inbound packet
     for the prefix; return seconds from the switch to that packet (None: none within timeout)."""
     assert callable(switch)
-    td = popen(dst, ["tcpdump", "-i", t.UPLINK, "-n", "-l", "-c", "1", "-Q", "in", "dst", "net", str(t.PREFIX)])
+    # --immediate-mode: without it libpcap hands the packet over only when its
+    # buffer timeout fires (~100 ms here), and that much later the mark goes.
+    td = popen(
+        dst,
+        ["tcpdump", "-i", t.UPLINK, "-n", "-l", "--immediate-mode", "-c", "1", "-Q", "in", "dst", "net", str(t.PREFIX)],
+    )
     try:
         assert td.stderr is not None
+        fd = td.stderr.fileno()
+        seen = b""
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:  # wait until it listens, or the first packet is lost
-            r, _, _ = select.select([td.stderr], [], [], 0.1)
-            if r and "listening on" in td.stderr.readline():
-                break
+        # Wait until it listens (else the first packet may be missed); raw reads,
+        # since a buffered readline() can swallow the line select() saw.
+        while b"listening on" not in seen and time.monotonic() < deadline:
+            r, _, _ = select.select([fd], [], [], 0.1)
+            if r:
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    break
+                seen += chunk
+        if b"listening on" not in seen:
+            raise RuntimeError(f"tcpdump on {dst} did not start: {seen.decode(errors='replace')}")
         switch()
         t_switch = time.monotonic()
         try:
@@ -241,6 +264,7 @@ class HandMigration:
     migrate_s: float
     libvirt_downtime_ms: float | None
     libvirt_elapsed_ms: float | None
+    migrate_started_at: float  # time.time() when `virsh migrate` started
     switched_at: float  # time.time() of the core switch
     first_direct_packet_s: float | None  # after the switch; None: none seen in time
     total_s: float
@@ -267,6 +291,7 @@ def hand_migrate(
         add_source_route(src, tun)
         add_return_path(dst, tun, mark=True)
         prepare_disk(vm, src, dst, disk_path)
+        migrate_started_at = time.time()
         migrate_s = virsh_migrate(vm, src, dst, timeout=migrate_timeout)
         info = parse_jobinfo(run(dst, ["virsh", "domjobinfo", vm, "--completed"], check=False).stdout)
         switched: list[float] = []
@@ -289,6 +314,7 @@ def hand_migrate(
         migrate_s=round(migrate_s, 3),
         libvirt_downtime_ms=_ms(info.get("Total downtime")),
         libvirt_elapsed_ms=_ms(info.get("Time elapsed")),
+        migrate_started_at=migrate_started_at,
         switched_at=switched[0],
         first_direct_packet_s=None if first is None else round(first, 3),
         total_s=round(time.monotonic() - t0, 3),
