@@ -161,3 +161,33 @@ class Checker:
 
     def fail(self, key: str, reason: str) -> None:
         self.failures.append(CheckFailure(key, f"{key}: {reason}"))
+
+
+#: Tables iproute2 knows without rt_tables (lib/rt_names.c); their ids are not ours to name.
+BUILTIN_TABLES = {"unspec": 0, "default": 253, "main": 254, "local": 255}
+
+
+def table_id(value: Any) -> int:
+    """A routing table id we may name and fill: 1-252 (0 and 253-255 are the kernel's)."""
+    try:
+        return integer(value, 1, 252)
+    except Invalid as err:
+        raise Invalid(f"table id {err} (0 and 253-255 are reserved)") from err
+
+
+def table_name(value: Any) -> str:
+    """An rt_tables name: no built-in name, and never all digits (iproute2 would read
+    '201' as an id, so such a name could never be looked up)."""
+    text = name(value, "routing table name")
+    if text in BUILTIN_TABLES:
+        raise Invalid(f"{text!r} is a built-in table name (local, main, default, unspec)")
+    return text
+
+
+def table(value: Any) -> int | str:
+    """A table by id (1-252) or by name (an rt_tables name, or main/default/local)."""
+    if isinstance(value, int | float) or (isinstance(value, str) and value.strip().isdigit()):
+        return table_id(value)
+    if isinstance(value, str) and value.strip() in BUILTIN_TABLES and value.strip() != "unspec":
+        return value.strip()
+    return table_name(value)
