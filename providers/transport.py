@@ -66,6 +66,40 @@ class CommandResult:
         return self.exit_status == 0
 
 
+class RunningCommand:
+    """A command started with `SshSession.start`; read its stderr, wait for its end."""
+
+    def __init__(self, host: str, argv: tuple[str, ...], channel: paramiko.Channel) -> None:
+        self.host, self.argv, self.channel = host, argv, channel
+        self.stderr = ""
+
+    def wait_for_stderr(self, text: str, timeout: float) -> bool:
+        """True once `text` appeared on stderr; False at the timeout or the command's end."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.channel.recv_stderr_ready():
+                self.stderr += self.channel.recv_stderr(4096).decode(errors="replace")
+                if text in self.stderr:
+                    return True
+            elif self.channel.exit_status_ready():
+                return False
+            else:
+                time.sleep(0.005)
+        return False
+
+    def wait(self, timeout: float) -> int | None:
+        """The exit status, or None if still running at the timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.channel.exit_status_ready():
+                return self.channel.recv_exit_status()
+            time.sleep(0.002)
+        return None
+
+    def close(self) -> None:
+        self.channel.close()
+
+
 class CommandError(RuntimeError):
     """A command exited non-zero; carries the host, the argv and what it printed."""
 
@@ -228,6 +262,12 @@ class SshSession:
             raise CommandError(self.endpoint.name, result)
         return result
 
+    def start(self, argv: Sequence[str]) -> RunningCommand:
+        """Start argv and return at once (for a watcher such as tcpdump)."""
+        channel = self._get_client().get_transport().open_session()  # type: ignore[union-attr]
+        channel.exec_command(quote_argv(argv))
+        return RunningCommand(self.endpoint.name, tuple(argv), channel)
+
     def read_file(self, path: str) -> str | None:
         """A file's content, or None if it does not exist."""
         result = self.run(["cat", "--", path], check=False)
@@ -238,10 +278,24 @@ class SshSession:
         raise CommandError(self.endpoint.name, result)
 
     def write_file(self, path: str, content: str, mode: str = "0644") -> None:
-        """Replace a file atomically: readers see the old or the new content, never half."""
+        """Replace a file atomically: readers see the old or the new content, never half.
+
+        A file that is itself a mount point (a bind-mounted /etc/hosts or rt_tables, as in
+        containers and the lab's hosts) cannot be renamed over (EBUSY): it is then
+        rewritten in place, the only way to change it.
+        """
         temporary = f"{path}.glidepath-new"
         self.run(["install", "-D", "-m", mode, "/dev/stdin", temporary], stdin=content)
-        self.run(["mv", "-f", "--", temporary, path])
+        moved = self.run(["mv", "-f", "--", temporary, path], check=False)
+        if moved.ok:
+            return
+        try:
+            if "Device or resource busy" not in moved.stderr:
+                raise CommandError(self.endpoint.name, moved)
+            self.run(["cp", "--", temporary, path])  # cp keeps the mounted inode
+            self.run(["chmod", "--", mode, path])
+        finally:
+            self.run(["rm", "-f", "--", temporary], check=False)
 
     def close(self) -> None:
         with self._lock:

@@ -529,6 +529,7 @@ def _cpu_xml(domain_xml_text: str) -> str | None:
 class VmPlacement(Resource, module="vm", name="VmPlacement"):
     """A VM defined and running on one host; changing its host live-migrates it."""
 
+    host: pulumi.Output[Any]
     running: pulumi.Output[bool]
     last_migration: pulumi.Output[Any]
 

@@ -1,0 +1,238 @@
+"""Upstream: which host the provider routes a network's prefix to. An update is the cutover.
+
+The cutover keeps DESIGN.md's invariant (each VM's traffic leaves through the host the
+prefix is routed to):
+1. watch the new upstream's uplink for the first packet for the prefix (tcpdump);
+2. switch (the backend);
+3. at the first packet: remove the new upstream's egress mark (its VMs now leave
+   directly) and add the mark on the hosts that stop being upstream (their VMs must
+   now leave through the tunnel) - the blog's `tcpdump ... && iptables -F`, both ways;
+4. check the VMs answer through the provider's network where the backend can tell.
+The MangleMark resources of the new layout depend on this resource, so they find the
+rules in place and adopt them; the old layout's leftovers are deleted at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
+
+from providers import validate
+from providers.base import HostProvider, apply, parse_endpoint
+from providers.cutover import Backend, CutoverError, backend_for
+from providers.facts import mangle_mark as mark_facts
+from providers.plans import mangle_mark as mark_plans
+from providers.transport import SshSession
+
+
+def _log(line: str) -> None:
+    print(line, flush=True)
+
+
+def _parse_hosts(value: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(value, dict) or not value:
+        raise validate.Invalid("must map host names to {name, address, uplink, ...}")
+    hosts = {}
+    for name, spec in value.items():
+        if not isinstance(spec, dict):
+            raise validate.Invalid(f"{name}: must be a mapping")
+        endpoint = parse_endpoint({k: v for k, v in spec.items() if k != "uplink"})
+        hosts[name] = {**endpoint, "uplink": validate.interface_name(spec.get("uplink", "br0"))}
+    return hosts
+
+
+def _parse_cutover(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict) or value.get("kind") not in (
+        "lab-router",
+        "hetzner-robot",
+        "manual",
+    ):
+        raise validate.Invalid("kind must be lab-router, hetzner-robot or manual")
+    cutover = dict(value)
+    if cutover["kind"] == "lab-router":
+        cutover["router"] = parse_endpoint(value.get("router") or {})
+    return cutover
+
+
+class UpstreamProvider(HostProvider):
+    identity = ("network",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._robot_credentials: dict[str, str] | None = None
+
+    def endpoint_fields(self) -> tuple[str, ...]:
+        return ()
+
+    def check_inputs(self, checker: validate.Checker) -> None:
+        checker.field("network", lambda v: validate.name(v, "network name"))
+        checker.field("prefix", validate.prefix)
+        checker.field("hosts", _parse_hosts)
+        checker.field("upstream", lambda v: validate.name(v, "host name"))
+        checker.field("marked", lambda v: [validate.name(h, "host name") for h in v], default=[])
+        checker.field("mark", lambda v: validate.integer(v, 1, 0xFFFFFFFF))
+        checker.field("cutover", _parse_cutover)
+        checker.field("first_packet_timeout_s", lambda v: validate.integer(v, 1, 3600), default=60)
+        checker.field("vm_addresses", lambda v: [validate.address(a) for a in v], default=[])
+        hosts = checker.inputs.get("hosts")
+        if isinstance(hosts, dict):
+            for key in ("upstream",):
+                if checker.inputs.get(key) not in hosts:
+                    checker.fail(key, f"{checker.inputs.get(key)!r} is not one of the hosts")
+
+    def diffed_fields(self, news: dict[str, Any]) -> list[str]:
+        return ["network", "prefix", "upstream", "hosts", "marked", "mark", "cutover"]
+
+    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        result = super().diff(id_, olds, news)
+        if olds.get("upstream") != news.get("upstream") and not validate.is_unknown(
+            news.get("upstream")
+        ):
+            _log(
+                f"{news['network']}: cutover {news['prefix']} {olds.get('upstream')} -> "
+                f"{news['upstream']} ({news['cutover']['kind']}), then drop "
+                f"{news['upstream']}'s egress mark at the first direct packet"
+            )
+        return result
+
+    def _session(self, props: dict[str, Any], host: str) -> SshSession:
+        return self.session({"host": props["hosts"][host]})
+
+    def _backend(self, props: dict[str, Any]) -> Backend:
+        return backend_for(props["cutover"], props["prefix"], self)
+
+    def robot_credentials(self) -> dict[str, str]:
+        if not self._robot_credentials:
+            raise CutoverError(
+                "glidepath:robot (user and password, as secrets) is not set: the hetzner-robot "
+                "cutover needs them"
+            )
+        return self._robot_credentials
+
+    def configure(self, req: Any) -> None:
+        super().configure(req)
+        robot = req.config.get("robot")
+        if isinstance(robot, str):
+            import json
+
+            robot = json.loads(robot)
+        self._robot_credentials = robot if isinstance(robot, dict) else None
+
+    def _host_by_address(self, props: dict[str, Any], address: str | None) -> str | None:
+        for name, host in props["hosts"].items():
+            if host["address"] == address:
+                return str(name)
+        return None
+
+    def _mark_rule(self, props: dict[str, Any]) -> Any:
+        return mark_plans.desired_rule(
+            "PREROUTING",
+            props["prefix"],
+            "vif+",
+            int(props["mark"]),
+            f"glidepath {props['network']}",
+        )
+
+    def _set_mark(self, props: dict[str, Any], host: str, present: bool) -> None:
+        session = self._session(props, host)
+        rules = mark_facts.process(session.run(mark_facts.command()).stdout)
+        rule = self._mark_rule(props)
+        plan = mark_plans.plan_add(rule, rules) if present else mark_plans.plan_delete(rule, rules)
+        apply(session, plan)
+
+    def cutover(self, props: dict[str, Any], previous: str | None) -> dict[str, Any]:
+        target = props["upstream"]
+        host = props["hosts"][target]
+        backend = self._backend(props)
+        session = self._session(props, target)
+        timeout = int(props.get("first_packet_timeout_s", 60))
+        watch = [
+            "timeout", str(timeout), "tcpdump", "-Q", "in", "-n", "-l", "--immediate-mode",
+            "-c", "1", "-i", host["uplink"], "dst", "net", props["prefix"],
+        ]  # fmt: skip
+        watcher = session.start(watch)
+        try:
+            if not watcher.wait_for_stderr("listening on", timeout=10):
+                raise CutoverError(
+                    f"{target}: could not watch {host['uplink']} for the first packet: "
+                    f"{watcher.stderr.strip()}"
+                )
+            started = time.monotonic()
+            _log(f"{props['network']}: switching {props['prefix']} to {target} ({backend.kind})")
+            backend.switch(host["address"])
+            switched = time.monotonic() - started
+            status = watcher.wait(timeout + 5)
+            first_packet = time.monotonic() - started
+        finally:
+            watcher.close()
+        if status == 0:
+            _log(
+                f"{props['network']}: first packet on {target} "
+                f"{first_packet * 1000:.0f} ms after the switch"
+            )
+        else:
+            _log(
+                f"{props['network']}: no packet for {props['prefix']} reached {target} within "
+                f"{timeout} s; switching the egress anyway (the backend reported success)"
+            )
+        # At once: VMs on the new upstream leave directly, the others through the tunnel.
+        self._set_mark(props, target, present=False)
+        for other in props.get("marked") or []:
+            self._set_mark(props, other, present=True)
+        marks_done = time.monotonic() - started
+        silent = backend.unreachable(list(props.get("vm_addresses") or []))
+        if silent:
+            raise CutoverError(
+                f"{props['network']}: after the switch to {target}, these VMs do not answer "
+                f"through the provider's network: {', '.join(silent)}. The route points to "
+                f"{target}; check each VM's host and its egress path, then `pulumi up` again."
+            )
+        return {
+            "from": previous,
+            "to": target,
+            "switch_ms": round(switched * 1000),
+            "first_packet_ms": round(first_packet * 1000) if status == 0 else None,
+            "egress_switched_ms": round(marks_done * 1000),
+        }
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        current = self._host_by_address(props, self._backend(props).current())
+        last = None
+        if current != props["upstream"] and props["cutover"]["kind"] != "manual":
+            last = self.cutover(props, current)
+        else:
+            for other in props.get("marked") or []:
+                self._set_mark(props, other, present=True)
+        return CreateResult(props["network"], {**props, "last_cutover": last})
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        last = olds.get("last_cutover")
+        current = self._host_by_address(news, self._backend(news).current()) or olds.get("upstream")
+        if current != news["upstream"]:
+            last = self.cutover(news, current)
+        return UpdateResult({**news, "last_cutover": last})
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        routed = self._backend(props).current()
+        if routed is None:
+            return ReadResult(id_, props)  # the backend cannot tell (manual): trust the state
+        host = self._host_by_address(props, routed) or f"unknown ({routed})"
+        return ReadResult(id_, {**props, "upstream": host})
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        # The prefix stays routed where it is: un-routing a provider's IP is never wanted.
+        _log(f"{props['network']}: {props['prefix']} stays routed to {props['upstream']}")
+
+
+class Upstream(Resource, module="net", name="Upstream"):
+    """Where the provider routes a network's prefix; changing it is the cutover."""
+
+    last_cutover: pulumi.Output[Any]
+
+    def __init__(
+        self, resource_name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(UpstreamProvider(), resource_name, {**props, "last_cutover": None}, opts)
