@@ -199,7 +199,7 @@ def ensure_image() -> tuple[Path, Path]:
 # --- KVM detection -----------------------------------------------------------
 
 
-def kvm_usable(timeout: float = 10.0) -> bool:
+def kvm_usable(timeout: float = 8.0) -> bool:
     """True if a stock kernel actually boots under KVM here (cached per kernel).
 
     /dev/kvm can exist yet be a paravirtual flavour on which a stock Debian

@@ -8,6 +8,7 @@ killed by PID), its mounts, the glab0 veth and the one root-namespace route.
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import json
 import os
@@ -16,7 +17,8 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -64,6 +66,31 @@ def load_state() -> State | None:
         return State(netns=[t.CORE, t.CLIENT, *t.host_names(t.MAX_HOSTS)], root_link=True)
     known = {k: v for k, v in data.items() if k in State.__dataclass_fields__}
     return State(**known)
+
+
+# --- serialising up/down across processes ----------------------------------------
+
+#: Several test sessions and tools share one lab: up/down hold this lock.
+LOCK_FILE = Path("/run/lock/glidepath-lab.lock")
+
+
+@contextmanager
+def _locked(timeout: float = 300.0) -> Iterator[None]:
+    LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
+    with open(LOCK_FILE, "a") as f:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise LabError(f"another lab up/down holds {LOCK_FILE} for over {timeout} s") from None
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 # --- small helpers -----------------------------------------------------------
@@ -418,7 +445,11 @@ def _ns_has_mount(h: t.Hypervisor, target: str) -> bool:
 def _start_hypervisor_daemons(h: t.Hypervisor) -> None:
     d = h.state_dir
     run(h.name, ["/usr/sbin/sshd", "-f", str(d / "sshd_config"), "-E", str(d / "sshd.log")])
-    run(h.name, ["libvirtd", "-d", "-p", "/run/libvirt/libvirtd.pid"], timeout=60)
+    # Pinned to CPU 0: libvirt compares the host's CPUID with its cached QEMU
+    # capabilities, and CPUID differs between this machine's CPUs, so an
+    # unpinned libvirtd re-probed QEMU (7 s) on about every other start.
+    # libvirt resets each QEMU's affinity to all CPUs, so VMs are not pinned.
+    run(h.name, ["taskset", "-c", "0", "libvirtd", "-d", "-p", "/run/libvirt/libvirtd.pid"], timeout=60)
     _wait(lambda: _tcp_open(str(h.address), 22, 0.5), f"sshd on {h.name}", 10)
     _wait(lambda: _pid_alive(h.libvirtd_pidfile) is not None, f"libvirtd pid on {h.name}", 10)
 
@@ -451,11 +482,16 @@ def up(hosts: int = 2) -> dict[str, Any]:
     """Bring the lab up with `hosts` hypervisors; a no-op if it is already up.
 
     Cleans up a crashed earlier run (recorded in STATE_FILE) first. Returns
-    status() plus 'changed' and 'seconds'.
+    status() plus 'changed' and 'seconds'. Serialised with other up/down calls.
     """
+    start = time.monotonic()
+    with _locked():
+        return _up(hosts, start)
+
+
+def _up(hosts: int, start: float) -> dict[str, Any]:
     from lab import guest  # the image is built outside the namespaces, once
 
-    start = time.monotonic()
     names = t.host_names(hosts)
     state = load_state()
     if state is not None:
@@ -464,7 +500,7 @@ def up(hosts: int = 2) -> dict[str, Any]:
             return {**status(), "changed": False, "seconds": round(time.monotonic() - start, 2)}
         why = "; ".join(problems) if problems else f"hosts {state.hosts} -> {list(names)}"
         _log(f"rebuilding ({why})")
-        down()
+        _down()
         state = None
     _check_foreign(None, [t.CORE, t.CLIENT, *names])
     clashes = find_clashes()
@@ -482,11 +518,17 @@ def up(hosts: int = 2) -> dict[str, Any]:
 
     state = State(hosts=list(names), started_at=time.time())
     state.save()
+    # Whether VMs get KVM or TCG: tried once (cached in GUEST_DIR), beside the set-up.
+    kvm = ThreadPoolExecutor(max_workers=1)
+    kvm_done = kvm.submit(guest.kvm_usable)
     try:
         _bring_up(state, t.hypervisors(hosts))
+        kvm_done.result(timeout=60)
     except BaseException:
-        _log("set-up failed; state kept in %s for `lab down`" % t.STATE_DIR)
+        _log(f"set-up failed; state kept in {t.STATE_DIR} for `lab down`")
         raise
+    finally:
+        kvm.shutdown(wait=True)
     state.complete = True
     state.save()
     return {**status(), "changed": True, "seconds": round(time.monotonic() - start, 2)}
@@ -601,6 +643,11 @@ def _alive(pid: int) -> bool:
 
 def down() -> list[str]:
     """Remove every namespace, mount and process the lab created. Returns leftovers (empty if clean)."""
+    with _locked():
+        return _down()
+
+
+def _down() -> list[str]:
     state = load_state()
     if state is None:
         return []

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -18,6 +20,10 @@ ENV = {
     "LC_ALL": "C",
     "HOME": "/root",
 }
+
+
+#: GLIDEPATH_LAB_TRACE=1 prints every command with its duration to stderr.
+_TRACE = os.environ.get("GLIDEPATH_LAB_TRACE") == "1"
 
 
 class CommandError(RuntimeError):
@@ -42,6 +48,7 @@ def sh(
     env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run argv in the root namespace; raise CommandError on failure if check."""
+    t0 = time.monotonic()
     try:
         cp = subprocess.run(
             list(argv),
@@ -54,6 +61,8 @@ def sh(
         )
     except subprocess.TimeoutExpired as e:
         raise CommandError(argv, -1, _text(e.stdout), f"timed out after {timeout} s") from e
+    if _TRACE:
+        print(f"lab: {time.monotonic() - t0:6.2f} s rc={cp.returncode} {list(argv)}", file=sys.stderr)
     if check and cp.returncode != 0:
         raise CommandError(argv, cp.returncode, cp.stdout, cp.stderr)
     return cp
