@@ -15,4 +15,14 @@ from lab import topology
 from lab.lifecycle import LabError, down, status, up
 from lab.proc import CommandError, host_argv, popen, run
 
-__all__ = ["CommandError", "LabError", "down", "host_argv", "popen", "run", "status", "topology", "up"]
+__all__ = [
+    "CommandError",
+    "LabError",
+    "down",
+    "host_argv",
+    "popen",
+    "run",
+    "status",
+    "topology",
+    "up",
+]

@@ -1,4 +1,9 @@
-"""Command line: python -m lab up [--hosts N] | down | status [--json] | exec HOST -- CMD... | ssh HOST [CMD...]"""
+"""Command line for the lab.
+
+python -m lab up [--hosts N] | down | status [--json]
+python -m lab exec HOST -- CMD...
+python -m lab ssh HOST [CMD...]
+"""
 
 from __future__ import annotations
 
@@ -23,7 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lab", description="glidepath's namespace lab")
     sub = p.add_subparsers(dest="cmd", required=True)
     u = sub.add_parser("up", help="bring the lab up (idempotent)")
-    u.add_argument("--hosts", type=int, default=2, help=f"hypervisors, 2..{t.MAX_HOSTS} (default 2)")
+    u.add_argument(
+        "--hosts", type=int, default=2, help=f"hypervisors, 2..{t.MAX_HOSTS} (default 2)"
+    )
     sub.add_parser("down", help="remove everything the lab created")
     s = sub.add_parser("status", help="show what is up")
     s.add_argument("--json", action="store_true")
@@ -62,11 +69,13 @@ def main(argv: list[str] | None = None) -> int:
         cmd = a.command[1:] if a.command[:1] == ["--"] else a.command
         if not cmd:
             p.error("exec HOST -- CMD...")
-        os.execvpe("nsenter", host_argv(a.host, cmd), {**os.environ, **ENV})
+        os.execvpe(  # noqa: S606 (an argv list that replaces this process)
+            "nsenter", host_argv(a.host, cmd), {**os.environ, **ENV}
+        )
     if a.cmd == "ssh":
         cmd = a.command[1:] if a.command[:1] == ["--"] else a.command
         argv = lifecycle.ssh_argv(a.host, cmd, tty=not cmd and sys.stdin.isatty())
-        os.execvp(argv[0], argv)
+        os.execvp(argv[0], argv)  # noqa: S606
     return 2
 
 
@@ -78,12 +87,15 @@ def _print_status(st: dict[str, object]) -> None:
     hosts = st["hosts"]
     assert isinstance(hosts, dict)
     for name, h in hosts.items():
-        print(f"  {name:6} {h['address']:12} sshd={h['sshd']} libvirtd={h['libvirtd']} vms={','.join(h['vms']) or '-'}")
+        vms = ",".join(h["vms"]) or "-"
+        print(f"  {name:6} {h['address']:12} sshd={h['sshd']} libvirtd={h['libvirtd']} vms={vms}")
     core = st.get("core")
     if isinstance(core, dict):
         print(f"  core   {core['address']:12} sshd={core['sshd']} route: {core['route']}")
     print(f"  client {st.get('client')}   ssh: ssh -F {st.get('ssh_config')} old")
-    for prob in st.get("problems", []) or []:  # type: ignore[union-attr]
+    problems = st.get("problems") or []
+    assert isinstance(problems, list)
+    for prob in problems:
         print(f"  problem: {prob}")
 
 

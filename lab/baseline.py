@@ -17,6 +17,7 @@ Each step is a function so tests can also run a subset (e.g. no mark).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import select
@@ -69,17 +70,34 @@ def open_tunnel(src: str, dst: str, *, timeout: float = 15.0) -> Tunnel:
     num = t.TUNNEL_DEV.removeprefix("tun")
     # A tun2 left by a tunnel still shutting down would take our addresses and
     # routes with it when it goes (seen: the vm-out route vanished mid-move).
-    _wait_for(lambda: not _has_link(src, t.TUNNEL_DEV) and not _has_link(dst, t.TUNNEL_DEV), "a stale tun2 to go", 10)
+    _wait_for(
+        lambda: not _has_link(src, t.TUNNEL_DEV) and not _has_link(dst, t.TUNNEL_DEV),
+        "a stale tun2 to go",
+        10,
+    )
     proc = popen(
         src,
         [
-            "ssh", "-N", "-o", "ExitOnForwardFailure=yes", "-o", "ServerAliveInterval=5",
-            "-o", "ServerAliveCountMax=3", "-w", f"{num}:{num}", f"root@{dst_h.address}",
+            "ssh",
+            "-N",
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "-o",
+            "ServerAliveInterval=5",
+            "-o",
+            "ServerAliveCountMax=3",
+            "-w",
+            f"{num}:{num}",
+            f"root@{dst_h.address}",
         ],
     )
     tun = Tunnel(src, dst, proc)
     try:
-        _wait_for(lambda: proc.poll() is None and _has_link(src, tun.dev) and _has_link(dst, tun.dev), "tun2 on both ends", timeout)
+        _wait_for(
+            lambda: proc.poll() is None and _has_link(src, tun.dev) and _has_link(dst, tun.dev),
+            "tun2 on both ends",
+            timeout,
+        )
     except TimeoutError:
         close_tunnel(tun)
         err = proc.stderr.read() if proc.stderr and proc.poll() is not None else ""
@@ -104,10 +122,12 @@ def close_tunnel(tun: Tunnel) -> None:
         if s:
             s.close()
     # The server side (sshd on dst) lets go of its tun2 a little later.
-    try:
-        _wait_for(lambda: not _has_link(tun.src, tun.dev) and not _has_link(tun.dst, tun.dev), "tun2 to go", 10)
-    except TimeoutError:
-        pass  # open_tunnel waits again and says so
+    with contextlib.suppress(TimeoutError):  # open_tunnel waits again and says so
+        _wait_for(
+            lambda: not _has_link(tun.src, tun.dev) and not _has_link(tun.dst, tun.dev),
+            "tun2 to go",
+            10,
+        )
 
 
 def add_source_route(src: str, tun: Tunnel) -> None:
@@ -136,26 +156,44 @@ def add_return_path(dst: str, tun: Tunnel, *, mark: bool = True) -> None:
     ensure_vm_out_table(dst)
     if "lookup vm-out" not in run(dst, ["ip", "rule", "show"]).stdout:
         run(dst, ["ip", "rule", "add", "fwmark", FWMARK, "table", "vm-out"])
-    run(dst, ["ip", "route", "replace", "default", "via", tun.src_ip, "dev", tun.dev, "table", "vm-out"])
+    run(
+        dst,
+        ["ip", "route", "replace", "default", "via", tun.src_ip, "dev", tun.dev, "table", "vm-out"],
+    )
     if mark:
         add_mark(dst)
 
 
 def add_mark(dst: str) -> None:
-    if run(dst, ["iptables", "-w", "-t", "mangle", "-C", "PREROUTING", *MARK_RULE], check=False).returncode != 0:
+    if (
+        run(
+            dst, ["iptables", "-w", "-t", "mangle", "-C", "PREROUTING", *MARK_RULE], check=False
+        ).returncode
+        != 0
+    ):
         run(dst, ["iptables", "-w", "-t", "mangle", "-A", "PREROUTING", *MARK_RULE])
 
 
 def remove_mark(dst: str) -> None:
     """Drop the mark rule (the blog flushes PREROUTING; we delete only our rule)."""
-    while run(dst, ["iptables", "-w", "-t", "mangle", "-D", "PREROUTING", *MARK_RULE], check=False).returncode == 0:
+    while (
+        run(
+            dst, ["iptables", "-w", "-t", "mangle", "-D", "PREROUTING", *MARK_RULE], check=False
+        ).returncode
+        == 0
+    ):
         pass
 
 
 def remove_return_path(dst: str) -> None:
     remove_mark(dst)
     for _ in range(8):
-        if run(dst, ["ip", "rule", "del", "fwmark", FWMARK, "table", "vm-out"], check=False).returncode != 0:
+        if (
+            run(
+                dst, ["ip", "rule", "del", "fwmark", FWMARK, "table", "vm-out"], check=False
+            ).returncode
+            != 0
+        ):
             break
     run(dst, ["ip", "route", "flush", "table", "vm-out"], check=False)
 
@@ -189,7 +227,16 @@ def virsh_migrate(vm: str, src: str, dst: str, *, timeout: float = 300) -> float
     t0 = time.monotonic()
     run(
         src,
-        ["virsh", "migrate", "--live", "--copy-storage-all", "--persistent", "--undefinesource", vm, uri],
+        [
+            "virsh",
+            "migrate",
+            "--live",
+            "--copy-storage-all",
+            "--persistent",
+            "--undefinesource",
+            vm,
+            uri,
+        ],
         timeout=timeout,
     )
     return time.monotonic() - t0
@@ -220,7 +267,21 @@ def wait_first_direct_packet(dst: str, switch: object, timeout: float = 10.0) ->
     # buffer timeout fires (~100 ms here), and that much later the mark goes.
     td = popen(
         dst,
-        ["tcpdump", "-i", t.UPLINK, "-n", "-l", "--immediate-mode", "-c", "1", "-Q", "in", "dst", "net", str(t.PREFIX)],
+        [
+            "tcpdump",
+            "-i",
+            t.UPLINK,
+            "-n",
+            "-l",
+            "--immediate-mode",
+            "-c",
+            "1",
+            "-Q",
+            "in",
+            "dst",
+            "net",
+            str(t.PREFIX),
+        ],
     )
     try:
         assert td.stderr is not None
@@ -293,7 +354,9 @@ def hand_migrate(
         prepare_disk(vm, src, dst, disk_path)
         migrate_started_at = time.time()
         migrate_s = virsh_migrate(vm, src, dst, timeout=migrate_timeout)
-        info = parse_jobinfo(run(dst, ["virsh", "domjobinfo", vm, "--completed"], check=False).stdout)
+        info = parse_jobinfo(
+            run(dst, ["virsh", "domjobinfo", vm, "--completed"], check=False).stdout
+        )
         switched: list[float] = []
 
         def switch() -> None:

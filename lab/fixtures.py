@@ -39,14 +39,20 @@ class LabHandle:
     def probe(self, target: str, seconds: float, *, http: bool = False) -> probe_mod.ProbeResult:
         return probe_mod.probe(target, seconds, http=http)
 
-    def start_probe(self, target: str, seconds: float, *, http: bool = False) -> probe_mod.RunningProbe:
+    def start_probe(
+        self, target: str, seconds: float, *, http: bool = False
+    ) -> probe_mod.RunningProbe:
         return probe_mod.start_probe(target, seconds, http=http)
 
     def where(self, vm: str) -> list[str]:
         """Hosts on which `vm` is running."""
         return [
-            h for h in self.hosts
-            if vm in run(h, ["virsh", "list", "--name", "--state-running"], check=False, timeout=30).stdout.split()
+            h
+            for h in self.hosts
+            if vm
+            in run(
+                h, ["virsh", "list", "--name", "--state-running"], check=False, timeout=30
+            ).stdout.split()
         ]
 
 

@@ -119,7 +119,9 @@ class _Cpio:
         self.buf = io.BytesIO()
         self.ino = 1
 
-    def _entry(self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)) -> None:
+    def _entry(
+        self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)
+    ) -> None:
         nb = name.encode() + b"\0"
         fields = [self.ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(nb), 0]
         self.ino += 1
@@ -155,7 +157,20 @@ def _kernel_version() -> str:
 def build_initramfs(kernel_version: str) -> bytes:
     moddir = Path("/lib/modules", kernel_version)
     c = _Cpio()
-    for d in ("bin", "sbin", "usr", "usr/bin", "usr/sbin", "proc", "sys", "dev", "tmp", "lib", "lib/modules", "www"):
+    for d in (
+        "bin",
+        "sbin",
+        "usr",
+        "usr/bin",
+        "usr/sbin",
+        "proc",
+        "sys",
+        "dev",
+        "tmp",
+        "lib",
+        "lib/modules",
+        "www",
+    ):
         c.dir(d)
     c.chardev("dev/console", 5, 1)
     c.file("bin/busybox", Path("/bin/busybox").read_bytes(), 0o755)
@@ -220,11 +235,26 @@ def kvm_usable(timeout: float = 8.0) -> bool:
             pass
         cp = subprocess.run(
             [
-                "qemu-system-x86_64", "-accel", "kvm", "-m", "128", "-nographic", "-no-reboot",
-                "-nodefaults", "-serial", "stdio", "-kernel", str(kernel), "-initrd", str(initrd),
-                "-append", "console=ttyS0 gp.probe=1 panic=-1",
+                "qemu-system-x86_64",
+                "-accel",
+                "kvm",
+                "-m",
+                "128",
+                "-nographic",
+                "-no-reboot",
+                "-nodefaults",
+                "-serial",
+                "stdio",
+                "-kernel",
+                str(kernel),
+                "-initrd",
+                str(initrd),
+                "-append",
+                "console=ttyS0 gp.probe=1 panic=-1",
             ],
-            capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
         )
         usable = b"GP-BOOT-OK" in cp.stdout
     except (OSError, subprocess.TimeoutExpired):
@@ -395,7 +425,9 @@ def parse_records(data: bytes, *, stop_after_empty: int = 2048) -> list[Record]:
     return out
 
 
-def read_records(host: str, disk_path: str, *, limit_bytes: int = 256 * 1024 * 1024) -> list[Record]:
+def read_records(
+    host: str, disk_path: str, *, limit_bytes: int = 256 * 1024 * 1024
+) -> list[Record]:
     """Records on a VM disk file on `host` (read from the root namespace's view of it)."""
     p = t.host_path(host, disk_path)
     with open(p, "rb") as f:

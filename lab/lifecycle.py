@@ -18,8 +18,8 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,7 +85,9 @@ def _locked(timeout: float = 300.0) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise LabError(f"another lab up/down holds {LOCK_FILE} for over {timeout} s") from None
+                    raise LabError(
+                        f"another lab up/down holds {LOCK_FILE} for over {timeout} s"
+                    ) from None
                 time.sleep(0.2)
         try:
             yield
@@ -185,7 +187,9 @@ def clashes_in(
                 continue
             net = ipaddress.IPv4Interface(f"{a['local']}/{a['prefixlen']}").network
             for r in _overlapping(net):
-                problems.append(f"address {a['local']}/{a['prefixlen']} on {link.get('ifname')} overlaps {r}")
+                problems.append(
+                    f"address {a['local']}/{a['prefixlen']} on {link.get('ifname')} overlaps {r}"
+                )
     for rt in routes:
         if own_link and rt.get("dev") == own_link:
             continue
@@ -329,17 +333,33 @@ def _setup_core_client(state: State) -> None:
     sh(["ip", "addr", "add", str(t.ROOT_ADDR), "dev", t.ROOT_LINK, "noprefixroute"])
     sh(["ip", "link", "set", t.ROOT_LINK, "up"])
     _addr_up(t.CORE, t.CORE_CTL_LINK, t.CORE_CTL_ADDR)
-    sh(["ip", "route", "add", str(t.CONTROL_ROUTE), "via", str(t.CORE_CTL_ADDR.ip), "dev", t.ROOT_LINK, "onlink"])
+    sh(
+        [
+            "ip",
+            "route",
+            "add",
+            str(t.CONTROL_ROUTE),
+            "via",
+            str(t.CORE_CTL_ADDR.ip),
+            "dev",
+            t.ROOT_LINK,
+            "onlink",
+        ]
+    )
 
     _create_netns(state, t.CLIENT)
-    _ns_sysctl(t.CLIENT, {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"})
+    _ns_sysctl(
+        t.CLIENT, {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
+    )
     _veth(t.CORE_CLIENT_LINK, t.CORE, t.CLIENT_LINK, t.CLIENT)
     _addr_up(t.CORE, t.CORE_CLIENT_LINK, t.CORE_CLIENT_ADDR)
     _addr_up(t.CLIENT, t.CLIENT_LINK, t.CLIENT_ADDR)
     sh(["ip", "-n", t.CLIENT, "route", "add", "default", "via", str(t.CORE_CLIENT_ADDR.ip)])
 
 
-def _write_host_files(h: t.Hypervisor, hosts: tuple[t.Hypervisor, ...], client_pub: str, host_pubs: dict[str, str]) -> None:
+def _write_host_files(
+    h: t.Hypervisor, hosts: tuple[t.Hypervisor, ...], client_pub: str, host_pubs: dict[str, str]
+) -> None:
     d = h.state_dir
     for _, sub in t.HOST_BINDS:
         if sub not in ("hosts", "rt_tables"):
@@ -366,7 +386,9 @@ def _write_host_files(h: t.Hypervisor, hosts: tuple[t.Hypervisor, ...], client_p
     write_file(d / "rt_tables", config.rt_tables())
     write_file(
         d / "sshd_config",
-        config.sshd_config(str(h.address), d / "ssh_host_ed25519_key", h.sshd_pidfile, ".ssh/authorized_keys"),
+        config.sshd_config(
+            str(h.address), d / "ssh_host_ed25519_key", h.sshd_pidfile, ".ssh/authorized_keys"
+        ),
     )
 
 
@@ -449,7 +471,11 @@ def _start_hypervisor_daemons(h: t.Hypervisor) -> None:
     # capabilities, and CPUID differs between this machine's CPUs, so an
     # unpinned libvirtd re-probed QEMU (7 s) on about every other start.
     # libvirt resets each QEMU's affinity to all CPUs, so VMs are not pinned.
-    run(h.name, ["taskset", "-c", "0", "libvirtd", "-d", "-p", "/run/libvirt/libvirtd.pid"], timeout=60)
+    run(
+        h.name,
+        ["taskset", "-c", "0", "libvirtd", "-d", "-p", "/run/libvirt/libvirtd.pid"],
+        timeout=60,
+    )
     _wait(lambda: _tcp_open(str(h.address), 22, 0.5), f"sshd on {h.name}", 10)
     _wait(lambda: _pid_alive(h.libvirtd_pidfile) is not None, f"libvirtd pid on {h.name}", 10)
 
@@ -457,7 +483,11 @@ def _start_hypervisor_daemons(h: t.Hypervisor) -> None:
 def _warm_up(h: t.Hypervisor, peer: t.Hypervisor) -> None:
     # First contact probes QEMU's capabilities (5-8 s); pay it now, not in a migration.
     run(h.name, ["virsh", "-c", "qemu:///system", "capabilities"], timeout=120)
-    run(h.name, ["virsh", "-c", "qemu:///system", "domcapabilities", "--virttype", "qemu"], timeout=120)
+    run(
+        h.name,
+        ["virsh", "-c", "qemu:///system", "domcapabilities", "--virttype", "qemu"],
+        timeout=120,
+    )
     # Host-to-host SSH with strict host keys, as tunnels and qemu+ssh use it.
     run(h.name, ["ssh", f"root@{peer.address}", "true"], timeout=30)
 
@@ -467,7 +497,12 @@ def _setup_core_sshd(client_pub: str) -> None:
     write_file(d / "authorized_keys", client_pub + " glidepath-lab\n", 0o600)
     write_file(
         d / "sshd_config",
-        config.sshd_config(str(t.CORE_ADDRESS), d / "ssh_host_ed25519_key", t.CORE_SSHD_PIDFILE, str(d / "authorized_keys")),
+        config.sshd_config(
+            str(t.CORE_ADDRESS),
+            d / "ssh_host_ed25519_key",
+            t.CORE_SSHD_PIDFILE,
+            str(d / "authorized_keys"),
+        ),
     )
     run(t.CORE, ["/usr/sbin/sshd", "-f", str(d / "sshd_config"), "-E", str(d / "sshd.log")])
     _wait(lambda: _tcp_open(str(t.CORE_ADDRESS), 22, 0.5), "sshd on core", 10)
@@ -508,9 +543,21 @@ def _up(hosts: int, start: float) -> dict[str, Any]:
         raise LabError(
             "refusing to start: the lab's ranges ("
             + ", ".join(str(r) for r in t.LAB_RANGES)
-            + ") clash with this machine:\n  " + "\n  ".join(clashes)
+            + ") clash with this machine:\n  "
+            + "\n  ".join(clashes)
         )
-    for tool in ("nsenter", "unshare", "libvirtd", "virsh", "qemu-system-x86_64", "/usr/sbin/sshd", "ssh-keygen", "tcpdump", "iptables", "qemu-img"):
+    for tool in (
+        "nsenter",
+        "unshare",
+        "libvirtd",
+        "virsh",
+        "qemu-system-x86_64",
+        "/usr/sbin/sshd",
+        "ssh-keygen",
+        "tcpdump",
+        "iptables",
+        "qemu-img",
+    ):
         if shutil.which(tool) is None:
             raise LabError(f"missing tool {tool}: install the lab's Debian packages first")
 
@@ -546,7 +593,9 @@ def _bring_up(state: State, hosts: tuple[t.Hypervisor, ...]) -> None:
     write_file(t.KNOWN_HOSTS, _known_hosts_text(hosts, host_pubs), 0o644)
     write_file(
         t.SSH_CONFIG,
-        config.client_ssh_config([(h.name, str(h.address)) for h in hosts] + [(t.CORE, str(t.CORE_ADDRESS))]),
+        config.client_ssh_config(
+            [(h.name, str(h.address)) for h in hosts] + [(t.CORE, str(t.CORE_ADDRESS))]
+        ),
     )
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation dir
 
@@ -619,10 +668,8 @@ def lab_pids(state: State | None = None) -> list[int]:
 def _kill_all(pids: list[int], timeout: float = 5.0) -> list[int]:
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 3.0)):
         for pid in pids:
-            try:
+            with suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + wait
         while pids and time.monotonic() < deadline:
             pids = [p for p in pids if _alive(p)]
@@ -642,7 +689,10 @@ def _alive(pid: int) -> bool:
 
 
 def down() -> list[str]:
-    """Remove every namespace, mount and process the lab created. Returns leftovers (empty if clean)."""
+    """Remove every namespace, mount and process the lab created.
+
+    Returns what is left over (empty if clean).
+    """
     with _locked():
         return _down()
 
@@ -669,15 +719,11 @@ def _down() -> list[str]:
         # Normally gone with core (its peer ctl0 lived there).
         sh(["ip", "link", "del", t.ROOT_LINK], check=False)
     for d in reversed(state.created_dirs):
-        try:
+        with suppress(OSError):
             Path(d).rmdir()
-        except OSError:
-            pass
     if state.created_run_netns:
-        try:
+        with suppress(OSError):
             Path("/run/netns").rmdir()
-        except OSError:
-            pass
     left += _leftovers(state)
     if not left:
         shutil.rmtree(t.STATE_DIR, ignore_errors=True)
@@ -724,11 +770,17 @@ def status() -> dict[str, Any]:
         }
     core_route = ""
     if _netns_exists(t.CORE):
-        core_route = sh(["ip", "-n", t.CORE, "route", "show", str(t.PREFIX)], check=False).stdout.strip()
+        core_route = sh(
+            ["ip", "-n", t.CORE, "route", "show", str(t.PREFIX)], check=False
+        ).stdout.strip()
     return {
         "up": not problems,
         "hosts": hosts,
-        "core": {"address": str(t.CORE_ADDRESS), "sshd": _pid_alive(t.CORE_SSHD_PIDFILE), "route": core_route},
+        "core": {
+            "address": str(t.CORE_ADDRESS),
+            "sshd": _pid_alive(t.CORE_SSHD_PIDFILE),
+            "route": core_route,
+        },
         "client": str(t.CLIENT_ADDR.ip),
         "prefix": str(t.PREFIX),
         "known_hosts": str(t.KNOWN_HOSTS),
@@ -738,4 +790,15 @@ def status() -> dict[str, Any]:
     }
 
 
-__all__ = ["LabError", "State", "down", "find_clashes", "host_argv", "lab_pids", "load_state", "ssh_argv", "status", "up"]
+__all__ = [
+    "LabError",
+    "State",
+    "down",
+    "find_clashes",
+    "host_argv",
+    "lab_pids",
+    "load_state",
+    "ssh_argv",
+    "status",
+    "up",
+]

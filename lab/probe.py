@@ -10,7 +10,9 @@ reporting a clean move.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
+import itertools
 import json
 import os
 import select
@@ -51,9 +53,9 @@ class ProbeResult:
         return self.sent - len({s for s, _ in self.replies})
 
     def gaps(self, min_ms: float = 0.0) -> list[tuple[float, float]]:
-        """Reply-free periods as (start s, length ms), counting the probe's start and end as edges."""
+        """Reply-free periods as (start s, length ms); the probe's start and end count as edges."""
         edges = [0.0, *sorted(r for _, r in self.replies), self.duration_s]
-        out = [(a, (b - a) * 1000) for a, b in zip(edges, edges[1:])]
+        out = [(a, (b - a) * 1000) for a, b in itertools.pairwise(edges)]
         return [g for g in out if g[1] >= min_ms]
 
     @property
@@ -82,7 +84,9 @@ class ProbeResult:
     def http_longest_gap_ms(self) -> float:
         ok = sorted(end for _, end, good in self.http if good)
         edges = [0.0, *ok, self.duration_s]
-        return max(((b - a) * 1000 for a, b in zip(edges, edges[1:])), default=self.duration_s * 1000)
+        return max(
+            ((b - a) * 1000 for a, b in itertools.pairwise(edges)), default=self.duration_s * 1000
+        )
 
     def summary(self) -> str:
         s = (
@@ -122,7 +126,9 @@ class RunningProbe:
             out, err = self.proc.communicate(timeout=10)
             raise RuntimeError(f"probe of {self.target} did not finish; killed") from None
         if self.proc.returncode != 0 or not out.strip():
-            raise RuntimeError(f"probe of {self.target} failed ({self.proc.returncode}): {err.strip()}")
+            raise RuntimeError(
+                f"probe of {self.target} failed ({self.proc.returncode}): {err.strip()}"
+            )
         d = json.loads(out)
         return ProbeResult(
             target=d["target"],
@@ -153,15 +159,32 @@ def start_probe(
     if interval < 0.002:
         raise ValueError("interval below 2 ms is not a probe, it is a flood")
     argv = [
-        "nsenter", f"--net=/run/netns/{t.CLIENT}", "--",
-        sys.executable, "-m", "lab.probe",
-        "--target", target, "--seconds", str(seconds), "--interval", str(interval),
-        "--timeout", str(timeout),
+        "nsenter",
+        f"--net=/run/netns/{t.CLIENT}",
+        "--",
+        sys.executable,
+        "-m",
+        "lab.probe",
+        "--target",
+        target,
+        "--seconds",
+        str(seconds),
+        "--interval",
+        str(interval),
+        "--timeout",
+        str(timeout),
     ]
     if http:
         argv.append("--http")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env)
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
     rp = RunningProbe(proc, target)
     # Wait (bounded) until the worker's socket is open, so t=0 is "probing".
     deadline = time.monotonic() + 5
@@ -175,7 +198,9 @@ def start_probe(
     return rp
 
 
-def probe(target: str, seconds: float, *, interval: float = 0.01, http: bool = False) -> ProbeResult:
+def probe(
+    target: str, seconds: float, *, interval: float = 0.01, http: bool = False
+) -> ProbeResult:
     """Probe `target` for `seconds` s and return the timeline (blocking)."""
     return start_probe(target, seconds, interval=interval, http=http).wait(seconds + 15)
 
@@ -198,7 +223,9 @@ def _echo(ident: int, seq: int) -> bytes:
     return struct.pack("!BBHHH", 8, 0, _checksum(hdr + payload), ident, seq & 0xFFFF) + payload
 
 
-def _worker(target: str, seconds: float, interval: float, use_http: bool, timeout: float) -> dict[str, object]:
+def _worker(
+    target: str, seconds: float, interval: float, use_http: bool, timeout: float
+) -> dict[str, object]:
     _check_target(target)
     seconds = min(seconds, MAX_SECONDS)
     count = min(int(seconds / interval) + 1, MAX_COUNT)
@@ -240,10 +267,9 @@ def _worker(target: str, seconds: float, interval: float, use_http: bool, timeou
         if now >= end:
             break
         if now >= next_send and sent < count:
-            try:
+            # An error (e.g. no route for a moment) counts as a lost probe.
+            with contextlib.suppress(OSError):
                 sock.sendto(_echo(ident, sent), (target, 0))
-            except OSError:
-                pass  # e.g. no route for a moment: counts as a lost probe
             sent += 1
             next_send += interval
             if sent >= count:

@@ -62,7 +62,9 @@ def sh(
     except subprocess.TimeoutExpired as e:
         raise CommandError(argv, -1, _text(e.stdout), f"timed out after {timeout} s") from e
     if _TRACE:
-        print(f"lab: {time.monotonic() - t0:6.2f} s rc={cp.returncode} {list(argv)}", file=sys.stderr)
+        print(
+            f"lab: {time.monotonic() - t0:6.2f} s rc={cp.returncode} {list(argv)}", file=sys.stderr
+        )
     if check and cp.returncode != 0:
         raise CommandError(argv, cp.returncode, cp.stdout, cp.stderr)
     return cp
@@ -123,7 +125,7 @@ def popen(host: str, argv: Sequence[str], **kwargs: object) -> subprocess.Popen[
     kwargs.setdefault("stderr", subprocess.PIPE)
     kwargs.setdefault("env", dict(ENV))
     # nsenter without --fork execs the command, so the Popen pid is the command's pid.
-    return subprocess.Popen(host_argv(host, argv), text=True, **kwargs)  # type: ignore[call-overload,no-any-return]
+    return subprocess.Popen(host_argv(host, argv), text=True, **kwargs)  # type: ignore[call-overload]
 
 
 def write_file(path: Path, text: str, mode: int = 0o644) -> None:

@@ -79,7 +79,7 @@ def host_names(count: int = 2) -> tuple[str, ...]:
     """Hypervisor names for a lab of `count` hosts: old, new, h3, h4, ..."""
     if not 2 <= count <= MAX_HOSTS:
         raise ValueError(f"hosts must be between 2 and {MAX_HOSTS}, got {count}")
-    return ("old", "new") + tuple(f"h{i}" for i in range(3, count + 1))
+    return ("old", "new", *tuple(f"h{i}" for i in range(3, count + 1)))
 
 
 def host_index(name: str) -> int:

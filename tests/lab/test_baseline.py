@@ -25,7 +25,8 @@ def test_hand_migration_old_to_new(lab: LabHandle, lab_vms: VmFactory) -> None:
 
     moved_at = done - r.started_at
     print(
-        f"\nhand migration: virsh migrate {m.migrate_s:.2f} s, libvirt downtime {m.libvirt_downtime_ms} ms, "
+        f"\nhand migration: virsh migrate {m.migrate_s:.2f} s, "
+        f"libvirt downtime {m.libvirt_downtime_ms} ms, "
         f"first direct packet {m.first_direct_packet_s} s after the switch, total {m.total_s:.2f} s"
     )
     print(r.summary())
@@ -35,13 +36,19 @@ def test_hand_migration_old_to_new(lab: LabHandle, lab_vms: VmFactory) -> None:
         f"core switch {m.switched_at - r.started_at:.2f}; gaps over 50 ms (start s, ms): "
         f"{[(round(a, 2), round(ms)) for a, ms in r.gaps(50)]}"
     )
-    print(f"sequence: {len(before)} records before, {len(after)} after, gaps {guest.sequence_gaps(after)}")
+    gaps = guest.sequence_gaps(after)
+    print(f"sequence: {len(before)} records before, {len(after)} after, gaps {gaps}")
 
     if r.replies_after(moved_at) == 0:
-        pytest.fail(f"no replies after the move (t={moved_at:.1f} s): guest hung? (TCG, ~1 in 30) {r.summary()}")
+        pytest.fail(
+            f"no replies after the move (t={moved_at:.1f} s): guest hung? "
+            f"(TCG, about 1 in 30 moves) {r.summary()}"
+        )
     assert lab.where(vm.name) == ["new"]
     assert baseline.core_route() == "new"
-    assert m.first_direct_packet_s is not None, "no packet for the prefix arrived directly on new's br0"
+    assert m.first_direct_packet_s is not None, (
+        "no packet for the prefix arrived directly on new's br0"
+    )
     assert m.libvirt_downtime_ms is not None and m.libvirt_downtime_ms > 0
     # The blog's claim: under a second. One gap at the switchover, replies before and after.
     assert r.longest_gap_ms < 1000, r.summary()
@@ -51,6 +58,8 @@ def test_hand_migration_old_to_new(lab: LabHandle, lab_vms: VmFactory) -> None:
     assert guest.sequence_gaps(after) == []
     assert len(after) >= len(before) + 5
     # The temporary path is gone: no mark, no vm-out rule, no tunnel.
-    assert "MARK" not in lab.run("new", ["iptables", "-w", "-t", "mangle", "-S", "PREROUTING"]).stdout
+    assert (
+        "MARK" not in lab.run("new", ["iptables", "-w", "-t", "mangle", "-S", "PREROUTING"]).stdout
+    )
     assert "vm-out" not in lab.run("new", ["ip", "rule", "show"]).stdout
     assert lab.run("old", ["ip", "link", "show", "tun2"], check=False).returncode != 0

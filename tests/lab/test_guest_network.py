@@ -27,7 +27,9 @@ def test_guest_on_old_answers_client_through_core(lab: LabHandle, lab_vms: VmFac
     print(r.summary())
     assert r.received >= 0.9 * r.sent, r.summary()
     assert sum(1 for *_, ok in r.http if ok) >= 10, r.summary()
-    page = lab.run("client", ["busybox", "wget", "-q", "-O", "-", f"http://{vm.ip}/"], timeout=10).stdout
+    page = lab.run(
+        "client", ["busybox", "wget", "-q", "-O", "-", f"http://{vm.ip}/"], timeout=10
+    ).stdout
     assert f"glidepath guest {vm.name} {vm.ip}" in page
 
     # The writer appends to the disk: more records a second later, none missing.
@@ -42,7 +44,7 @@ def _rp_filter_drops() -> int:
     """core's IPReversePathFilter counter (packets dropped by rp_filter)."""
     text = baseline.run(t.CORE, ["cat", "/proc/net/netstat"]).stdout
     head, vals = [ln.split() for ln in text.splitlines() if ln.startswith("TcpExt:")][:2]
-    return int(dict(zip(head, vals))["IPReversePathFilter"])
+    return int(dict(zip(head, vals, strict=False))["IPReversePathFilter"])
 
 
 def test_strict_core_drops_replies_from_the_wrong_host(lab: LabHandle, lab_vms: VmFactory) -> None:
@@ -63,7 +65,24 @@ def test_strict_core_drops_replies_from_the_wrong_host(lab: LabHandle, lab_vms: 
     try:
         baseline.add_source_route("old", tun)
         drops0 = _rp_filter_drops()
-        dump = lab.popen("new", ["tcpdump", "-i", "br0", "-n", "-l", "-c", "5", "-Q", "out", "src", vm.ip, "and", "icmp"])
+        dump = lab.popen(
+            "new",
+            [
+                "tcpdump",
+                "-i",
+                "br0",
+                "-n",
+                "-l",
+                "-c",
+                "5",
+                "-Q",
+                "out",
+                "src",
+                vm.ip,
+                "and",
+                "icmp",
+            ],
+        )
         time.sleep(0.5)
         r = lab.probe(vm.ip, 1.5)
         dump.wait(5)
@@ -71,7 +90,15 @@ def test_strict_core_drops_replies_from_the_wrong_host(lab: LabHandle, lab_vms: 
         drops = _rp_filter_drops() - drops0
         print(f"tunnel, no mark: {r.summary()}; core rp_filter drops +{drops}")
         assert r.received == 0, r.summary()
-        assert len(re.findall(rf"IP {re.escape(vm.ip)} > {re.escape(str(t.CLIENT_ADDR.ip))}: ICMP echo reply", out)) == 5, out
+        assert (
+            len(
+                re.findall(
+                    rf"IP {re.escape(vm.ip)} > {re.escape(str(t.CLIENT_ADDR.ip))}: ICMP echo reply",
+                    out,
+                )
+            )
+            == 5
+        ), out
         assert drops >= 0.5 * r.sent, f"core dropped only {drops} of {r.sent}"
 
         # Positive control: the blog's mark sends them back through old; replies arrive.

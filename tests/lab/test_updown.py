@@ -71,7 +71,12 @@ def _procs_mentioning(*needles: str) -> list[str]:
         if not e.name.isdigit():
             continue
         try:
-            cmd = Path(f"/proc/{e.name}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cmd = (
+                Path(f"/proc/{e.name}/cmdline")
+                .read_bytes()
+                .replace(b"\0", b" ")
+                .decode(errors="replace")
+            )
         except OSError:
             continue
         if any(n in cmd for n in needles):
@@ -89,7 +94,9 @@ def test_up_idempotent_down_clean_up_cold(restore: None) -> None:
     ids = _ns_ids()
     pids = lifecycle.lab_pids()
     assert len(pids) >= 8 and set(pids) <= set(_procs_in(ids))
-    qemu = [p for p in pids if "qemu-system" in Path(f"/proc/{p}/cmdline").read_text(errors="replace")]
+    qemu = [
+        p for p in pids if "qemu-system" in Path(f"/proc/{p}/cmdline").read_text(errors="replace")
+    ]
     assert qemu, "no qemu process found among the lab's processes"
 
     again = lifecycle.up()
@@ -102,13 +109,23 @@ def test_up_idempotent_down_clean_up_cold(restore: None) -> None:
     baseline.close_tunnel(tun)
     assert left == []
     assert _procs_in(ids) == []
-    assert not [p for p in pids if Path(f"/proc/{p}").exists() and "Z" not in Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1][:3]]
+    assert not [
+        p
+        for p in pids
+        if Path(f"/proc/{p}").exists()
+        and "Z" not in Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1][:3]
+    ]
     assert _procs_mentioning(str(t.STATE_DIR), str(t.GUEST_DIR)) == []
     assert not any(Path("/run/netns", n).exists() for n in NAMES)
     mounts = Path("/proc/self/mountinfo").read_text()
     assert str(t.STATE_DIR) not in mounts
     assert subprocess.run(["ip", "link", "show", t.ROOT_LINK], capture_output=True).returncode != 0
-    assert subprocess.run(["ip", "route", "show", str(t.CONTROL_ROUTE)], capture_output=True, text=True).stdout.strip() == ""
+    assert (
+        subprocess.run(
+            ["ip", "route", "show", str(t.CONTROL_ROUTE)], capture_output=True, text=True
+        ).stdout.strip()
+        == ""
+    )
     assert not t.STATE_DIR.exists()
     assert lifecycle.status()["up"] is False
 
