@@ -65,7 +65,7 @@ def lab() -> Iterator[LabHandle]:
     was_up = before is not None and before.complete and not lifecycle.status()["problems"]
     st = lifecycle.up(hosts=hosts)
     assert st["up"], st["problems"]
-    handle = LabHandle(hosts=t.host_names(hosts), started_here=not was_up)
+    handle = LabHandle(hosts=tuple(st["hosts"]), started_here=not was_up)
     yield handle
     if handle.started_here and os.environ.get("GLIDEPATH_LAB_KEEP") != "1":
         left = lifecycle.down()

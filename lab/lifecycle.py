@@ -514,7 +514,7 @@ def ssh_argv(host: str, argv: Iterable[str] = (), *, tty: bool = False) -> list[
 
 
 def up(hosts: int = 2) -> dict[str, Any]:
-    """Bring the lab up with `hosts` hypervisors; a no-op if it is already up.
+    """Bring the lab up with (at least) `hosts` hypervisors; a no-op if it is already up.
 
     Cleans up a crashed earlier run (recorded in STATE_FILE) first. Returns
     status() plus 'changed' and 'seconds'. Serialised with other up/down calls.
@@ -531,7 +531,9 @@ def _up(hosts: int, start: float) -> dict[str, Any]:
     state = load_state()
     if state is not None:
         problems = _health(state)
-        if not problems and tuple(state.hosts) == names:
+        # A bigger healthy lab serves a smaller request: never tear down hosts
+        # another session may be using just to shrink (`lab down` first for that).
+        if not problems and tuple(state.hosts[: len(names)]) == names:
             return {**status(), "changed": False, "seconds": round(time.monotonic() - start, 2)}
         why = "; ".join(problems) if problems else f"hosts {state.hosts} -> {list(names)}"
         _log(f"rebuilding ({why})")
