@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.unit]
 
 def _run(timeline: list[JobSnapshot], max_downtime_ms: int = 100, timeout_s: float = 600):
     """Replay a timeline the way the monitor loop does; -> (downtime set, abort reason)."""
-    downtime, settings = max_downtime_ms, []
+    downtime, settings = max_downtime_ms, list[tuple[float, int]]()
     for snapshot in timeline:
         decision = decide(
             snapshot,
