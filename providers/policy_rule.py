@@ -42,17 +42,22 @@ class PolicyRuleProvider(HostProvider):
         session = self.session(props)
         priority, fwmark, table = int(props["priority"]), int(props["fwmark"]), props["table"]
         tables = table_names(session, table)
-        apply(
-            session,
-            plans.plan_add(priority, fwmark, table, tables, _rules(session, priority), previous),
-        )
+        plan = plans.plan_add(priority, fwmark, table, tables, _rules(session, priority), previous)
+        apply(session, plan)
         table_id = resolve(table, tables)
         if not any(plans.matches(r, priority, fwmark, table_id) for r in _rules(session, priority)):
             raise RuntimeError(
                 f"{session.endpoint.name}: rule {priority} fwmark {hex(fwmark)} lookup "
                 f"{table_id} is not there after adding it"
             )
-        return {**props, "priority": priority, "fwmark": fwmark, "table_id": table_id}
+        adopted = not plan and (previous is None or bool(props.get("adopted")))
+        return {
+            **props,
+            "priority": priority,
+            "fwmark": fwmark,
+            "table_id": table_id,
+            "adopted": adopted,
+        }
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         outs = self._set(props, None)
@@ -62,7 +67,7 @@ class PolicyRuleProvider(HostProvider):
         previous = None
         if olds.get("fwmark") is not None and olds.get("table_id") is not None:
             previous = {"fwmark": int(olds["fwmark"]), "table_id": int(olds["table_id"])}
-        return UpdateResult(self._set(news, previous))
+        return UpdateResult(self._set({**news, "adopted": olds.get("adopted")}, previous))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         session = self.session(props)
@@ -85,7 +90,11 @@ class PolicyRuleProvider(HostProvider):
         apply(
             session,
             plans.plan_delete(
-                priority, int(props["fwmark"]), int(props["table_id"]), _rules(session, priority)
+                priority,
+                int(props["fwmark"]),
+                int(props["table_id"]),
+                _rules(session, priority),
+                bool(props.get("adopted")),
             ),
         )
 
@@ -97,6 +106,7 @@ class PolicyRule(Resource, module="net", name="PolicyRule"):
     fwmark: pulumi.Output[int]
     table: pulumi.Output[Any]
     table_id: pulumi.Output[int]
+    adopted: pulumi.Output[bool]
 
     def __init__(
         self,
@@ -116,6 +126,7 @@ class PolicyRule(Resource, module="net", name="PolicyRule"):
                 "fwmark": fwmark,
                 "table": table,
                 "table_id": None,
+                "adopted": None,
             },
             opts,
         )

@@ -84,8 +84,10 @@ class RouteProvider(HostProvider):
             raise RuntimeError(
                 f"{session.endpoint.name}: route {wanted} is not there after adding it"
             )
+        adopted = not plan and (previous is None or bool(props.get("adopted")))
         return {
             **props,
+            "adopted": adopted,
             "via": via,
             "dev": dev,
             "table": table,
@@ -99,7 +101,7 @@ class RouteProvider(HostProvider):
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         previous = _fields(olds) if olds.get("metric") is not None else None
-        return UpdateResult(self._set(news, previous))
+        return UpdateResult(self._set({**news, "adopted": olds.get("adopted")}, previous))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         session = self.session(props)
@@ -128,6 +130,7 @@ class RouteProvider(HostProvider):
             table_id,
             fields["metric"],
             _routes(session, table_id),
+            bool(props.get("adopted")),
         )
         apply(session, plan)
 
@@ -141,6 +144,7 @@ class Route(Resource, module="net", name="Route"):
     table: pulumi.Output[Any]
     metric: pulumi.Output[int]
     table_id: pulumi.Output[int]
+    adopted: pulumi.Output[bool]
 
     def __init__(
         self,
@@ -164,6 +168,7 @@ class Route(Resource, module="net", name="Route"):
                 "table": table,
                 "metric": metric,
                 "table_id": None,
+                "adopted": None,
             },
             opts,
         )

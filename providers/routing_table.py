@@ -53,26 +53,32 @@ class RoutingTableProvider(HostProvider):
     def diffed_fields(self, news: dict[str, Any]) -> list[str]:
         return ["host", "table_id", "name"]
 
-    def _set(self, props: dict[str, Any], previous: str | None) -> None:
+    def _set(self, props: dict[str, Any], previous: str | None) -> bool:
+        """Apply; True when something had to change."""
         session = self.session(props)
         table_id, name = int(props["table_id"]), props["name"]
         with file_lock(session):
             plan = plans.plan_set(table_id, name, session.read_file(facts.PATH), previous)
             apply(session, plan)
             entries = _entries(session)
+        changed = bool(plan)
         if not any(e["id"] == table_id and e["name"] == name for e in entries):
             raise RuntimeError(
                 f"{session.endpoint.name}: {facts.PATH} does not name table {table_id} "
                 f"{name!r} after writing it"
             )
+        return changed
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        self._set(props, None)
-        return CreateResult(f"{props['host']['name']}:rt_tables:{int(props['table_id'])}", props)
+        adopted = not self._set(props, None)
+        return CreateResult(
+            f"{props['host']['name']}:rt_tables:{int(props['table_id'])}",
+            {**props, "adopted": adopted},
+        )
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        self._set(news, olds.get("name"))
-        return UpdateResult(news)
+        changed = self._set(news, olds.get("name"))
+        return UpdateResult({**news, "adopted": bool(olds.get("adopted")) and not changed})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         session = self.session(props)
@@ -88,7 +94,10 @@ class RoutingTableProvider(HostProvider):
         session = self.session(props)
         with file_lock(session):
             plan = plans.plan_remove(
-                int(props["table_id"]), props["name"], session.read_file(facts.PATH)
+                int(props["table_id"]),
+                props["name"],
+                session.read_file(facts.PATH),
+                bool(props.get("adopted")),
             )
             apply(session, plan)
 
@@ -98,6 +107,7 @@ class RoutingTable(Resource, module="net", name="RoutingTable"):
 
     table_id: pulumi.Output[int]
     name: pulumi.Output[str]
+    adopted: pulumi.Output[bool]
 
     def __init__(
         self,
@@ -110,6 +120,6 @@ class RoutingTable(Resource, module="net", name="RoutingTable"):
         super().__init__(
             RoutingTableProvider(),
             resource_name,
-            {"host": host, "table_id": table_id, "name": name},
+            {"host": host, "table_id": table_id, "name": name, "adopted": None},
             opts,
         )

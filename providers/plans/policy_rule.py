@@ -79,9 +79,17 @@ def plan_add(
 
 
 def plan_delete(
-    priority: int, fwmark: int, table_id: int, rules: Sequence[Mapping[str, Any]]
+    priority: int,
+    fwmark: int,
+    table_id: int,
+    rules: Sequence[Mapping[str, Any]],
+    adopted: bool = False,
 ) -> Plan:
-    """Delete our rule, from stored outputs alone; anything else at the priority stays."""
+    """Delete our rule, from stored outputs alone; anything else at the priority stays.
+    `adopted`: the same artifact was there before glidepath and glidepath never changed it
+    (stored at create), so destroying the stack leaves it, as it was before."""
+    if adopted:
+        return Plan.nothing(f"rule {priority} was there before glidepath; left as is")
     here = [r for r in rules if r.get("priority") == priority]
     if any(matches(r, priority, fwmark, table_id) for r in here):
         return Plan.run(

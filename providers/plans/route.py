@@ -88,8 +88,13 @@ def plan_delete(
     table_id: int,
     metric: int,
     routes: Sequence[Mapping[str, Any]],
+    adopted: bool = False,
 ) -> Plan:
-    """Delete the route matching our stored fields, and nothing else."""
+    """Delete the route matching our stored fields, and nothing else.
+    `adopted`: the same artifact was there before glidepath and glidepath never changed it
+    (stored at create), so destroying the stack leaves it, as it was before."""
+    if adopted:
+        return Plan.nothing(f"route {dst} table {table_id} was there before glidepath; left as is")
     here = [r for r in routes if r.get("dst") == dst and r.get("metric", 0) == metric]
     if any(matches(r, via, dev, metric) for r in here):
         return Plan.run(

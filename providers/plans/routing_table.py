@@ -75,8 +75,12 @@ def plan_set(table_id: int, name: str, content: str | None, previous: str | None
     return Plan.write(FileWrite(facts.PATH, "".join(kept)), reason=reason)
 
 
-def plan_remove(table_id: int, name: str, content: str | None) -> Plan:
-    """Remove our line (and only it); absent, or renamed by someone else, is left alone."""
+def plan_remove(table_id: int, name: str, content: str | None, adopted: bool = False) -> Plan:
+    """Remove our line (and only it); absent, or renamed by someone else, is left alone.
+    `adopted`: the same artifact was there before glidepath and glidepath never changed it
+    (stored at create), so destroying the stack leaves it, as it was before."""
+    if adopted:
+        return Plan.nothing(f"table {table_id} {name!r} was named before glidepath; left as is")
     if content is None:
         return Plan.nothing(f"{facts.PATH} does not exist; table {table_id} is not named")
     entries = facts.process(content)

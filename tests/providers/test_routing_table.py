@@ -83,3 +83,19 @@ def test_clashes_change_nothing(
     # Deleting a table someone else renamed leaves their line.
     provider.delete("x", {"host": lab_endpoint(HOST), "table_id": 232, "name": "gp-test-a"})
     assert rt_tables_text(lab) == before + "232 gp-hand\n"
+
+
+def test_a_line_that_was_there_before_is_left_on_delete(
+    provider: RoutingTableProvider, lab: Any, lab_endpoint: Any, applied: Any
+) -> None:
+    # Like the lab baseline's own `201 vm-out`: adopted as is, and kept on destroy.
+    before = rt_tables_text(lab)
+    write_rt_tables(lab, before + "232\tgp-test-b\n")
+    applied.mark()
+    created = provider.create(
+        checked(provider, host=lab_endpoint(HOST), table_id=232, name="gp-test-b")
+    )
+    assert applied.steps == []
+    assert outs_of(created)["adopted"] is True
+    provider.delete(created.id, outs_of(created))
+    assert rt_tables_text(lab) == before + "232\tgp-test-b\n"
