@@ -1,0 +1,336 @@
+"""Tunnel: the blog's `ssh -w N:N` link between two hosts, addressed and kept alive.
+
+`host` runs ssh; `peer` is the other end. Identity is (host, peer, tun): a change of any
+of them is a new link (replace); an address change is an update (the keeper is restarted
+with the new parameters, so the link drops for a moment).
+
+Kept alive without systemd: glidepath installs a fixed supervisor script on `host`
+(`/usr/local/lib/glidepath/tunnel-keeper`, see `providers.plans.tunnel`) and starts it
+detached (`setsid -f`) with its parameters as argv. It runs `ssh -w N:N` to the peer,
+addresses its end of tunN, and restarts ssh with a short back-off whenever it exits.
+The keeper is found by PID only (pid file + /proc/<pid>/cmdline), never by name.
+
+What the operator provides on real hosts (the lab sets both up per host):
+- on `host`, root's ssh client config and known_hosts already trust the peer: the
+  keeper runs ssh with BatchMode and StrictHostKeyChecking=yes, so an unknown or changed
+  peer key fails (see the keeper's log under /var/log/glidepath/) instead of prompting;
+- on `peer`, sshd allows root by key with `PermitTunnel yes` (or `point-to-point`); a
+  `ClientAliveInterval` there frees the peer's tunN soon after a cut link.
+On a systemd host the keeper survives our SSH session unless logind's KillUserProcesses is
+set; a unit would be the native alternative.
+
+Outputs: the inputs, plus `state` ("up"/"down"), `address`/`peer_address` as found on
+each end (so `pulumi refresh` shows a tunnel that is down or re-addressed as drift, and the
+next `up` repairs it), `keeper_pid`, and `actual` (each end's device as read).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import CreateResult, ReadResult, Resource, UpdateResult
+
+from providers import validate
+from providers.base import HostProvider, apply
+from providers.facts import tunnel as facts
+from providers.plans import tunnel as plans
+from providers.transport import SshSession
+
+#: How long create/update wait for both ends to come up (the keeper retries meanwhile).
+UP_TIMEOUT_S = 15.0
+#: How long a stopped keeper gets to exit after TERM before KILL, and after KILL.
+STOP_TIMEOUT_S = 5.0
+#: How long the peer's sshd may take to let go of its tunN after our ssh is gone.
+DEVICE_GONE_TIMEOUT_S = 10.0
+POLL_S = 0.25
+
+
+def _ipv4_interface(value: Any) -> str:
+    canonical = validate.interface_address(value)
+    iface = ipaddress.ip_interface(canonical)
+    if iface.version != 4:
+        raise validate.Invalid(f"{value!r}: tunnel addresses are IPv4 (a.b.c.d/n)")
+    if iface.network.prefixlen == 32:
+        raise validate.Invalid(f"{value!r}: a /32 leaves no room for the peer's address")
+    if iface.network.prefixlen <= 30 and iface.ip in (
+        iface.network.network_address,
+        iface.network.broadcast_address,
+    ):
+        raise validate.Invalid(f"{value!r} is the network or broadcast address of its prefix")
+    return canonical
+
+
+def _state(value: Any) -> str:
+    if value != "up":
+        raise validate.Invalid(f"the only desired state is 'up', got {value!r}")
+    return "up"
+
+
+def _tunnel(props: dict[str, Any]) -> plans.Tunnel:
+    peer = props["peer"]
+    return {
+        "tun": int(props["tun"]),
+        "user": str(peer.get("user", "root")),
+        "peer": str(peer["address"]),
+        "port": int(peer.get("port", 22)),
+        "address": str(props["address"]),
+        "peer_address": str(props["peer_address"]),
+    }
+
+
+class _Facts:
+    """Everything one decision needs, read afresh each time."""
+
+    def __init__(self, host: SshSession, peer: SshSession, tunnel: plans.Tunnel) -> None:
+        dev = plans.device(tunnel["tun"])
+        pid = facts.process_pid(host.read_file(plans.pid_file(tunnel)))
+        self.keeper: facts.Keeper = {"pid": None, "cmdline": None, "members": []}
+        if pid is not None:
+            self.keeper = {
+                "pid": pid,
+                "cmdline": facts.process_cmdline(host.run(facts.cmdline_command(pid), check=False)),
+                "members": facts.process_members(host.run(facts.members_command(pid), check=False)),
+            }
+        self.host_device = facts.process_device(host.run(facts.device_command(dev), check=False))
+        self.peer_device = facts.process_device(peer.run(facts.device_command(dev), check=False))
+        self.tunnel = tunnel
+
+    @property
+    def state(self) -> str:
+        return plans.tunnel_state(self.tunnel, self.keeper, self.host_device, self.peer_device)
+
+    @property
+    def any_device(self) -> bool:
+        return self.host_device is not None or self.peer_device is not None
+
+    @property
+    def devices_present(self) -> bool:
+        return self.host_device is not None and self.peer_device is not None
+
+    def describe(self, host: str, peer: str) -> str:
+        """What is missing, in words, for an error message."""
+        tunnel, dev = self.tunnel, plans.device(self.tunnel["tun"])
+        status = plans.keeper_status(tunnel, self.keeper)
+        parts = [
+            f"keeper {status}" + (f" (pid {self.keeper['pid']})" if self.keeper["pid"] else "")
+        ]
+        for name, address, device in (
+            (host, tunnel["address"], self.host_device),
+            (peer, tunnel["peer_address"], self.peer_device),
+        ):
+            if device is None:
+                parts.append(f"{name}: no {dev}")
+            elif not plans.end_is_up(address, device):
+                parts.append(
+                    f"{name}: {dev} {'up' if device['up'] else 'down'} with "
+                    f"{device['addresses'] or 'no address'}, wants {address}"
+                )
+        return "; ".join(parts)
+
+
+class TunnelProvider(HostProvider):
+    identity = ("host", "peer", "tun")
+
+    def endpoint_fields(self) -> Iterable[str]:
+        return ("host", "peer")
+
+    def check_inputs(self, checker: validate.Checker) -> None:
+        checker.field("tun", lambda v: validate.integer(v, 0, 255))
+        address = checker.field("address", _ipv4_interface)
+        peer_address = checker.field("peer_address", _ipv4_interface)
+        checker.field("state", _state, required=False, default="up")
+        if address and peer_address:
+            ours, theirs = ipaddress.ip_interface(address), ipaddress.ip_interface(peer_address)
+            if ours.network != theirs.network:
+                checker.fail(
+                    "peer_address", f"{peer_address} is not in {address}'s network {ours.network}"
+                )
+            elif ours.ip == theirs.ip:
+                checker.fail("peer_address", f"{peer_address} is the host's own address")
+        bad = {f.property for f in checker.failures}
+        host, peer = checker.inputs.get("host"), checker.inputs.get("peer")
+        if (
+            not {"host", "peer"} & bad
+            and isinstance(host, dict)
+            and isinstance(peer, dict)
+            and (host.get("address") == peer.get("address") or host.get("name") == peer.get("name"))
+        ):
+            checker.fail("peer", "the peer must be another host than `host`")
+
+    def diffed_fields(self, news: dict[str, Any]) -> list[str]:
+        return ["host", "peer", "tun", "address", "peer_address", "state"]
+
+    # --- the steps -------------------------------------------------------------------
+
+    def _sessions(self, props: dict[str, Any]) -> tuple[SshSession, SshSession]:
+        return self.session(props), self.session(props, "peer")
+
+    def _stop(self, host: SshSession, peer: SshSession, tunnel: plans.Tunnel) -> None:
+        """TERM our processes by PID, KILL what is left after a bounded wait, forget the
+        pid file; then wait for tunN to be gone on both ends."""
+        dev = plans.device(tunnel["tun"])
+        for signal in ("TERM", "KILL"):
+            current = _Facts(host, peer, tunnel)
+            if not plans.our_processes(tunnel, current.keeper):
+                break
+            apply(host, plans.plan_stop(tunnel, current.keeper, signal))
+            if self._wait(lambda: not self._running(host, peer, tunnel), STOP_TIMEOUT_S):
+                break
+        current = _Facts(host, peer, tunnel)
+        left = plans.our_processes(tunnel, current.keeper)
+        if left:
+            raise RuntimeError(
+                f"{host.endpoint.name}: the keeper of {dev} (pids {left}) survived TERM and KILL"
+            )
+        apply(host, plans.plan_stop(tunnel, current.keeper))  # forget the pid file
+        # The host's tunN goes with ssh; the peer's sshd lets go of its own a little later.
+        if not self._wait(lambda: not _Facts(host, peer, tunnel).any_device, DEVICE_GONE_TIMEOUT_S):
+            final = _Facts(host, peer, tunnel)
+            still = [
+                name
+                for name, device in (
+                    (host.endpoint.name, final.host_device),
+                    (peer.endpoint.name, final.peer_device),
+                )
+                if device is not None
+            ]
+            raise RuntimeError(
+                f"{dev} still exists on {', '.join(still)} {DEVICE_GONE_TIMEOUT_S:.0f} s after "
+                "glidepath stopped its keeper: another process holds it"
+            )
+
+    @staticmethod
+    def _running(host: SshSession, peer: SshSession, tunnel: plans.Tunnel) -> list[int]:
+        return plans.our_processes(tunnel, _Facts(host, peer, tunnel).keeper)
+
+    @staticmethod
+    def _wait(done: Callable[[], object], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            if done():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(POLL_S)
+
+    def _log_tail(self, host: SshSession, tunnel: plans.Tunnel) -> str:
+        result = host.run(["tail", "-n", "8", "--", plans.log_file(tunnel)], check=False)
+        return result.stdout.strip() if result.ok else ""
+
+    def _converge(self, props: dict[str, Any]) -> dict[str, Any]:
+        """Make the link up with these parameters; return the outputs. On failure, stop
+        what this call started, so nothing is left half-applied."""
+        host, peer = self._sessions(props)
+        tunnel = _tunnel(props)
+        current = _Facts(host, peer, tunnel)
+        if plans.needs_stop(tunnel, current.keeper):
+            self._stop(host, peer, tunnel)  # other parameters: restart with ours
+            current = _Facts(host, peer, tunnel)
+        apply(host, plans.plan_script(host.read_file(plans.SCRIPT_PATH)))
+        start = plans.plan_start(tunnel, current.keeper, current.host_device)
+        apply(host, start)
+        started = bool(start)
+        try:
+            if current.state != "up":
+                # The keeper addresses both ends itself; wait for it (bounded), then fix
+                # whatever an end still lacks (an address removed by hand, a link set down).
+                self._wait(lambda: _Facts(host, peer, tunnel).state == "up", UP_TIMEOUT_S)
+                current = _Facts(host, peer, tunnel)
+                if (
+                    current.devices_present
+                    and plans.keeper_status(tunnel, current.keeper) == "current"
+                ):
+                    dev = plans.device(tunnel["tun"])
+                    apply(host, plans.plan_end(dev, tunnel["address"], current.host_device))
+                    apply(peer, plans.plan_end(dev, tunnel["peer_address"], current.peer_device))
+                    current = _Facts(host, peer, tunnel)
+            if current.state != "up":
+                tail = self._log_tail(host, tunnel)
+                raise RuntimeError(
+                    f"tunnel {plans.device(tunnel['tun'])} {host.endpoint.name} -> "
+                    f"{peer.endpoint.name} is not up after {UP_TIMEOUT_S:.0f} s: "
+                    f"{current.describe(host.endpoint.name, peer.endpoint.name)}"
+                    + (f"\nkeeper log ({plans.log_file(tunnel)}):\n{tail}" if tail else "")
+                )
+        except Exception:
+            if started:
+                self._stop(host, peer, tunnel)
+            raise
+        return self._outputs(props, current)
+
+    @staticmethod
+    def _outputs(props: dict[str, Any], current: _Facts) -> dict[str, Any]:
+        tunnel = current.tunnel
+        pid = current.keeper["pid"]
+        running = plans.keeper_status(tunnel, current.keeper) in ("current", "outdated")
+        return {
+            **props,
+            "state": current.state,
+            "address": plans.actual_address(tunnel["address"], current.host_device),
+            "peer_address": plans.actual_address(tunnel["peer_address"], current.peer_device),
+            "keeper_pid": pid if running else None,
+            "actual": {"host": current.host_device, "peer": current.peer_device},
+        }
+
+    # --- CRUD ------------------------------------------------------------------------
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        outs = self._converge(props)
+        return CreateResult(
+            f"{props['host']['name']}:{props['peer']['name']}:tun{props['tun']}", outs
+        )
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(self._converge(news))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        host, peer = self._sessions(props)
+        # Never gone: a tunnel whose keeper died reads as down, and `up` restarts it.
+        return ReadResult(id_, self._outputs(props, _Facts(host, peer, _tunnel(props))))
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        # The script is left in place: it is shared by every tunnel of the host, has fixed
+        # content, and does nothing unless started.
+        host, peer = self._sessions(props)
+        self._stop(host, peer, _tunnel(props))
+
+
+class Tunnel(Resource, module="net", name="Tunnel"):
+    """`ssh -w tun:tun` from `host` to `peer`, kept alive, with `address` on the host's
+    tunN and `peer_address` on the peer's."""
+
+    state: pulumi.Output[str]
+    address: pulumi.Output[str | None]
+    peer_address: pulumi.Output[str | None]
+    keeper_pid: pulumi.Output[int | None]
+    actual: pulumi.Output[dict[str, Any]]
+
+    def __init__(
+        self,
+        resource_name: str,
+        host: pulumi.Input[dict[str, Any]],
+        peer: pulumi.Input[dict[str, Any]],
+        tun: pulumi.Input[int],
+        address: pulumi.Input[str],
+        peer_address: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(
+            TunnelProvider(),
+            resource_name,
+            {
+                "host": host,
+                "peer": peer,
+                "tun": tun,
+                "address": address,
+                "peer_address": peer_address,
+                "state": "up",
+                "keeper_pid": None,
+                "actual": None,
+            },
+            opts,
+        )
