@@ -299,13 +299,18 @@ def wait_first_direct_packet(dst: str, switch: object, timeout: float = 10.0) ->
                 seen += chunk
         if b"listening on" not in seen:
             raise RuntimeError(f"tcpdump on {dst} did not start: {seen.decode(errors='replace')}")
-        switch()
         t_switch = time.monotonic()
-        try:
-            td.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
-        return time.monotonic() - t_switch if td.returncode == 0 else None
+        switch()
+        # Block on tcpdump's (line-buffered) output rather than polling wait(),
+        # whose back-off sleeps added up to 50 ms to the measurement and the flush.
+        assert td.stdout is not None
+        out = td.stdout.fileno()
+        deadline = t_switch + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            r, _, _ = select.select([out], [], [], left)
+            if r:
+                return time.monotonic() - t_switch if os.read(out, 4096) else None
+        return None
     finally:
         if td.poll() is None:
             td.kill()
