@@ -1,8 +1,9 @@
 """A throwaway SSH host for engine tests that do not need the whole lab: a network
 namespace with one veth to the root namespace and an sshd of its own.
 
-Everything it starts is recorded and removed by PID/name on exit. Addresses come from
-198.19.254.0/30 (benchmark range, inside the lab's 198.18.0.0/15 but never used by it).
+Everything it starts is recorded and removed by PID/name on exit. The veth carries a
+unique-local IPv6 /64 of our own, so it never overlaps the lab's IPv4 ranges (the lab
+refuses to build while the root namespace holds an address inside them).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT_ADDRESS = "198.19.254.1"
-HOST_ADDRESS = "198.19.254.2"
+ROOT_ADDRESS = "fd67:6c69:6465:7061::1"
+HOST_ADDRESS = "fd67:6c69:6465:7061::2"
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,9 @@ def sshd_netns(workdir: Path) -> Iterator[SshHost]:
     try:
         _run("ip", "netns", "add", namespace)
         _run("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", namespace)
-        _run("ip", "addr", "add", f"{ROOT_ADDRESS}/30", "dev", veth)
+        _run("ip", "addr", "add", f"{ROOT_ADDRESS}/64", "dev", veth, "nodad")
         _run("ip", "link", "set", veth, "up")
-        _run("ip", "-n", namespace, "addr", "add", f"{HOST_ADDRESS}/30", "dev", "eth0")
+        _run("ip", "-n", namespace, "addr", "add", f"{HOST_ADDRESS}/64", "dev", "eth0", "nodad")
         _run("ip", "-n", namespace, "link", "set", "eth0", "up")
         _run("ip", "-n", namespace, "link", "set", "lo", "up")
         _run("ip", "netns", "exec", namespace, "/usr/sbin/sshd", "-f", str(config))
