@@ -42,6 +42,8 @@ from providers.transport import SshSession
 
 #: How long create/update wait for both ends to come up (the keeper retries meanwhile).
 UP_TIMEOUT_S = 15.0
+#: How long a started keeper may take to write its pid file (it takes its lock first).
+KEEPER_START_TIMEOUT_S = 5.0
 #: How long a stopped keeper gets to exit after TERM before KILL, and after KILL.
 STOP_TIMEOUT_S = 5.0
 #: How long the peer's sshd may take to let go of its tunN after our ssh is gone.
@@ -217,9 +219,13 @@ class TunnelProvider(HostProvider):
                 return False
             time.sleep(POLL_S)
 
-    def _log_tail(self, host: SshSession, tunnel: plans.Tunnel) -> str:
-        result = host.run(["tail", "-n", "8", "--", plans.log_file(tunnel)], check=False)
-        return result.stdout.strip() if result.ok else ""
+    @staticmethod
+    def _log_tail(host: SshSession, tunnel: plans.Tunnel) -> str:
+        """The keeper's last words (ssh's errors land there), for an error message."""
+        path = plans.log_file(tunnel)
+        result = host.run(["tail", "-n", "8", "--", path], check=False)
+        tail = result.stdout.strip() if result.ok else ""
+        return f"\nkeeper log ({path}):\n{tail}" if tail else ""
 
     def _converge(self, props: dict[str, Any]) -> dict[str, Any]:
         """Make the link up with these parameters; return the outputs. On failure, stop
@@ -230,11 +236,25 @@ class TunnelProvider(HostProvider):
         if plans.needs_stop(tunnel, current.keeper):
             self._stop(host, peer, tunnel)  # other parameters: restart with ours
             current = _Facts(host, peer, tunnel)
+        if plans.keeper_status(tunnel, current.keeper) != "current" and current.any_device:
+            # A link that just died (a keeper killed by hand, our own restart) leaves the
+            # peer's tunN to its sshd for a few seconds: wait it out before calling it a clash.
+            self._wait(lambda: not _Facts(host, peer, tunnel).any_device, DEVICE_GONE_TIMEOUT_S)
+            current = _Facts(host, peer, tunnel)
+        start = plans.plan_start(tunnel, current.keeper, current.host_device, current.peer_device)
         apply(host, plans.plan_script(host.read_file(plans.SCRIPT_PATH)))
-        start = plans.plan_start(tunnel, current.keeper, current.host_device)
         apply(host, start)
         started = bool(start)
         try:
+            if started and not self._wait(
+                lambda: plans.keeper_status(tunnel, _Facts(host, peer, tunnel).keeper) == "current",
+                KEEPER_START_TIMEOUT_S,
+            ):
+                raise RuntimeError(
+                    f"{host.endpoint.name}: the keeper of {plans.device(tunnel['tun'])} did "
+                    f"not write {plans.pid_file(tunnel)} within {KEEPER_START_TIMEOUT_S:.0f} s"
+                    + self._log_tail(host, tunnel)
+                )
             if current.state != "up":
                 # The keeper addresses both ends itself; wait for it (bounded), then fix
                 # whatever an end still lacks (an address removed by hand, a link set down).
@@ -249,12 +269,11 @@ class TunnelProvider(HostProvider):
                     apply(peer, plans.plan_end(dev, tunnel["peer_address"], current.peer_device))
                     current = _Facts(host, peer, tunnel)
             if current.state != "up":
-                tail = self._log_tail(host, tunnel)
                 raise RuntimeError(
                     f"tunnel {plans.device(tunnel['tun'])} {host.endpoint.name} -> "
                     f"{peer.endpoint.name} is not up after {UP_TIMEOUT_S:.0f} s: "
                     f"{current.describe(host.endpoint.name, peer.endpoint.name)}"
-                    + (f"\nkeeper log ({plans.log_file(tunnel)}):\n{tail}" if tail else "")
+                    + self._log_tail(host, tunnel)
                 )
         except Exception:
             if started:

@@ -68,12 +68,15 @@ def log_file(tunnel: Tunnel) -> str:
 # The peer's half, run by the peer's sshd inside the session that owns its tunN: address
 # it, bring it up, then block while the session lives. It ends when its sshd goes (parent
 # gone) or the device goes (sshd closed it), so no stray loop outlives a cut link.
+# On failure it ends its own session: ssh stays up while the tun channel is open even
+# after the remote command exits, and the keeper only restarts an ssh that exited.
 REMOTE_SCRIPT = (
     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; "
     "dev=$1 address=$2 parent=$PPID i=0; "
     'while ! ip link show dev "$dev" >/dev/null 2>&1; do '
-    'i=$((i + 1)); [ "$i" -le 50 ] || exit 1; sleep 0.1; done; '
-    'ip addr replace "$address" dev "$dev" && ip link set dev "$dev" up || exit 1; '
+    'i=$((i + 1)); [ "$i" -le 50 ] || { kill "$parent"; exit 1; }; sleep 0.1; done; '
+    'ip addr replace "$address" dev "$dev" && ip link set dev "$dev" up '
+    '|| { kill "$parent"; exit 1; }; '
     'while [ -e "/proc/$parent" ] && ip link show dev "$dev" >/dev/null 2>&1; do sleep 1; done'
 )
 
@@ -306,8 +309,14 @@ def plan_script(installed: str | None) -> Plan:
     )
 
 
-def plan_start(tunnel: Tunnel, keeper: Keeper, host_device: Device | None) -> Plan:
-    """Start the keeper unless ours runs with these parameters."""
+def plan_start(
+    tunnel: Tunnel, keeper: Keeper, host_device: Device | None, peer_device: Device | None
+) -> Plan:
+    """Start the keeper unless ours runs with these parameters.
+
+    Without a keeper of ours, a tunN on either end belongs to someone else (ours only
+    lives as long as our ssh): a clash, not something to take over.
+    """
     dev = device(tunnel["tun"])
     status = keeper_status(tunnel, keeper)
     if needs_stop(tunnel, keeper):
@@ -317,11 +326,12 @@ def plan_start(tunnel: Tunnel, keeper: Keeper, host_device: Device | None) -> Pl
         )
     if status == "current":
         return Plan.nothing(f"keeper pid {keeper['pid']} keeps {dev} to {tunnel['peer']}")
-    if host_device is not None:
-        raise PlanError(
-            f"{dev} already exists on this host and no glidepath keeper holds it "
-            f"(another tunnel or a hand-run `ssh -w`): remove it or choose another tun number"
-        )
+    for where, existing in (("this host", host_device), (f"peer {tunnel['peer']}", peer_device)):
+        if existing is not None:
+            raise PlanError(
+                f"{dev} already exists on {where} and no glidepath keeper holds it "
+                "(another tunnel or a hand-run `ssh -w`): remove it or choose another tun number"
+            )
     return Plan.run(
         start_argv(tunnel), reason=f"start the keeper for {dev} to {tunnel['peer']} ({status})"
     )
