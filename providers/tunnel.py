@@ -19,9 +19,9 @@ What the operator provides on real hosts (the lab sets both up per host):
 On a systemd host the keeper survives our SSH session unless logind's KillUserProcesses is
 set; a unit would be the native alternative.
 
-Outputs: the inputs, plus `state` ("up"/"down"), `address`/`peer_address` as found on
-each end (so `pulumi refresh` shows a tunnel that is down or re-addressed as drift, and the
-next `up` repairs it), `keeper_pid`, and `actual` (each end's device as read).
+Outputs: the inputs, plus `state` ("up"/"down": `pulumi refresh` shows a tunnel that is
+down as drift, and the next `up` repairs it), `keeper_pid`, and `actual`: each end's
+address and link state as read ({"host": {"address": ..., "up": ...}, "peer": {...}}).
 """
 
 from __future__ import annotations
@@ -81,6 +81,14 @@ def _tunnel(props: dict[str, Any]) -> plans.Tunnel:
         "port": int(peer.get("port", 22)),
         "address": str(props["address"]),
         "peer_address": str(props["peer_address"]),
+    }
+
+
+def _end(desired: str, device: facts.Device | None) -> dict[str, Any]:
+    """One end as refresh shows it: {"address": "198.18.105.2/24" or None, "up": bool}."""
+    return {
+        "address": plans.actual_address(desired, device),
+        "up": device is not None and device["up"],
     }
 
 
@@ -286,13 +294,17 @@ class TunnelProvider(HostProvider):
         tunnel = current.tunnel
         pid = current.keeper["pid"]
         running = plans.keeper_status(tunnel, current.keeper) in ("current", "outdated")
+        # `address`/`peer_address` stay the desired values (the keeper's parameters, needed
+        # to recognise it); what each end really has goes to `actual`, and `state` carries
+        # the drift that makes the next `up` repair the link.
         return {
             **props,
             "state": current.state,
-            "address": plans.actual_address(tunnel["address"], current.host_device),
-            "peer_address": plans.actual_address(tunnel["peer_address"], current.peer_device),
             "keeper_pid": pid if running else None,
-            "actual": {"host": current.host_device, "peer": current.peer_device},
+            "actual": {
+                "host": _end(tunnel["address"], current.host_device),
+                "peer": _end(tunnel["peer_address"], current.peer_device),
+            },
         }
 
     # --- CRUD ------------------------------------------------------------------------

@@ -133,7 +133,11 @@ def test_lifecycle(provider: TunnelProvider, lab: Any, lab_endpoint: Any, applie
     created = provider.create(inputs)
     outs = _outs(created)
     assert created.id == "old:new:tun5"
-    assert (outs["state"], outs["address"], outs["peer_address"]) == ("up", ADDRESS, PEER_ADDRESS)
+    assert outs["state"] == "up"
+    assert outs["actual"] == {
+        "host": {"address": ADDRESS, "up": True},
+        "peer": {"address": PEER_ADDRESS, "up": True},
+    }
     keeper = outs["keeper_pid"]
     assert keeper == _keeper_pid(lab)
     assert (_addresses(lab, HOST), _addresses(lab, PEER)) == ([ADDRESS], [PEER_ADDRESS])
@@ -164,11 +168,12 @@ def test_lifecycle(provider: TunnelProvider, lab: Any, lab_endpoint: Any, applie
     # The peer's address removed by hand: read sees the tunnel down; up repairs that end.
     lab.run(PEER, ["ip", "addr", "del", PEER_ADDRESS, "dev", DEV])
     drifted = _outs(provider.read(created.id, outs))
-    assert (drifted["state"], drifted["address"], drifted["peer_address"]) == (
-        "down",
-        ADDRESS,
-        None,
-    )
+    assert drifted["state"] == "down"
+    assert drifted["actual"] == {
+        "host": {"address": ADDRESS, "up": True},
+        "peer": {"address": None, "up": True},
+    }
+    assert (drifted["address"], drifted["peer_address"]) == (ADDRESS, PEER_ADDRESS)
     assert provider.diff(created.id, drifted, inputs).changes
     applied.mark()
     outs = _outs(provider.update(created.id, drifted, inputs))
@@ -196,11 +201,11 @@ def test_lifecycle(provider: TunnelProvider, lab: Any, lab_endpoint: Any, applie
     )
     assert not provider.diff(created.id, outs, moved).replaces
     outs = _outs(provider.update(created.id, outs, moved))
-    assert (outs["state"], outs["address"], outs["peer_address"]) == (
-        "up",
-        "198.18.105.65/26",
-        "198.18.105.66/26",
-    )
+    assert outs["state"] == "up"
+    assert outs["actual"] == {
+        "host": {"address": "198.18.105.65/26", "up": True},
+        "peer": {"address": "198.18.105.66/26", "up": True},
+    }
     assert outs["keeper_pid"] != keeper
     assert (_addresses(lab, HOST), _addresses(lab, PEER)) == (
         ["198.18.105.65/26"],
@@ -218,6 +223,7 @@ def test_lifecycle(provider: TunnelProvider, lab: Any, lab_endpoint: Any, applie
     assert _keeper_pid(lab) is None
     gone = _outs(provider.read(created.id, outs))
     assert (gone["state"], gone["keeper_pid"]) == ("down", None)
+    assert gone["actual"]["peer"] == {"address": None, "up": False}
     applied.mark()
     provider.delete(created.id, outs)
     assert applied.steps == []

@@ -113,5 +113,5 @@ def test_diff_identity_replaces_addresses_update() -> None:
 
 def test_refreshed_down_state_is_a_change() -> None:
     olds, _ = _check()
-    result = TunnelProvider().diff("x", {**olds, "state": "down", "peer_address": None}, olds)
+    result = TunnelProvider().diff("x", {**olds, "state": "down"}, olds)
     assert result.changes and not result.replaces
