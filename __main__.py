@@ -1,14 +1,45 @@
 """glidepath's Pulumi program: load the stack config, wire the components, export.
 
-The host-network components (issue 4) and VM placement (issue 5) are wired here as they
-land; until then the program declares each configured host's forwarding sysctls.
+Order (by dependencies): hosts (sysctls, vif script) and links (tunnels); each network's
+path (tables, rules, routes); the VMs (placement: a host change live-migrates); then per
+network the Upstream (the cutover) and the egress marks that follow it.
 """
 
 import pulumi
 
 from components.config import load_config
 from components.host import HypervisorHost
+from components.link import HostLink
+from components.network import RoutedNetwork
+from components.previous import previous_outputs
+from components.vm import VirtualMachine
 
 config = load_config()
-hosts = {name: HypervisorHost(name, host) for name, host in config.hosts.items()}
-pulumi.export("hosts", {name: host.address for name, host in config.hosts.items()})
+hosts = {name: HypervisorHost(host, config) for name, host in config.hosts.items()}
+links = {link.name: HostLink(link, config) for link in config.links}
+tunnels = {name: link.tunnel for name, link in links.items()}
+previous = previous_outputs("upstreams") or {}
+networks = {
+    name: RoutedNetwork(net, config, previous.get(name), tunnels)
+    for name, net in config.networks.items()
+}
+vms = {
+    name: VirtualMachine(
+        vm,
+        config,
+        depends_on=[
+            *hosts[vm.host].ready,
+            *tunnels.values(),
+            *networks[vm.network].path,
+        ],
+    )
+    for name, vm in config.vms.items()
+}
+for name, network in networks.items():
+    network.finish([vms[vm.name].placement for vm in config.vms_of(name)])
+
+pulumi.export("upstreams", {name: network.upstream for name, network in networks.items()})
+pulumi.export(
+    "vms", {name: vm.placement.host.apply(lambda h: h["name"]) for name, vm in vms.items()}
+)
+pulumi.export("last_migrations", {name: vm.placement.last_migration for name, vm in vms.items()})

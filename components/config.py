@@ -104,6 +104,8 @@ class VmConfig:
     memory_mib: int
     disks: tuple[DiskConfig, ...]
     migration: MigrationConfig
+    domain_type: str = "kvm"
+    boot: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -337,8 +339,29 @@ def parse_config(raw: Mapping[str, Any]) -> StackConfig:
                 86_400,
             ),
         )
+        domain_type = spec.get("domain_type", "kvm")
+        if domain_type not in ("kvm", "qemu"):
+            p.add(f"{where}.domain_type", f"{domain_type!r} is not kvm or qemu (TCG)")
+        boot = _mapping(p, f"{where}.boot", spec.get("boot"))
+        for key in ("kernel", "initrd"):
+            if key in boot:
+                p.parse(f"{where}.boot.{key}", validate.absolute_path, boot[key])
+        unknown = set(boot) - {"kernel", "initrd", "cmdline"}
+        if unknown:
+            p.add(f"{where}.boot", f"unknown fields {sorted(unknown)}")
         if host in raw_hosts and network in networks and ip and vif and memory:
-            vms[name] = VmConfig(name, host, network, ip, vif, memory, tuple(disks), migration)
+            vms[name] = VmConfig(
+                name,
+                host,
+                network,
+                ip,
+                vif,
+                memory,
+                tuple(disks),
+                migration,
+                str(domain_type),
+                {k: str(v) for k, v in boot.items()},
+            )
 
     if p.items:
         raise ConfigError(p.items)

@@ -49,7 +49,6 @@ def inline_stack(
     )
 
 
-
 def project_stack(stack_name: str) -> auto.Stack:
     """A stack of glidepath itself (Pulumi.yaml, __main__.py, stacks/), run like `pulumi up`."""
     return local_stack(stack_name, PROJECT_ROOT)

@@ -53,11 +53,36 @@ def endpoint_of(props: dict[str, Any], key: str = "host") -> Endpoint:
     )
 
 
+def _canonicalising(method: Any) -> Any:
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self: HostProvider, *args: Any) -> Any:
+        # (props), (id, props) or (id, olds, news): the dicts are the last one or two.
+        converted = [self.canonical(a) if isinstance(a, dict) else a for a in args]
+        return method(self, *converted)
+
+    return wrapper
+
+
 class HostProvider(ResourceProvider):
     """Base for providers that act on one host over SSH."""
 
     #: Input fields whose change means a different thing on the host: replace, not update.
     identity: tuple[str, ...] = ("host",)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # The engine hands every number over as a float (201 arrives as 201.0), also in
+        # the inputs that `check` canonicalised. Canonicalise again on the way in, so
+        # create/update/read/delete see the same values `check` produced.
+        for method in ("create", "update", "read", "delete"):
+            if method in cls.__dict__:
+                setattr(cls, method, _canonicalising(cls.__dict__[method]))
+
+    def canonical(self, props: dict[str, Any]) -> dict[str, Any]:
+        """Props with every input field re-parsed by `check` (other fields kept as they are)."""
+        return dict(self.check({}, props).inputs)
 
     def __init__(self) -> None:
         self._credentials: SshCredentials | None = None

@@ -1,0 +1,158 @@
+"""RoutedNetwork: a routed prefix, its upstream host and every host's egress path.
+
+Layout for upstream U (DESIGN.md §3, §5):
+- every other host H linked to U: table `vm-out`, `ip rule fwmark M table vm-out`, a
+  default route in vm-out via U's tunnel address, and the mangle MARK on `vif+`: its VMs
+  leave through U;
+- U: a catch-all route for the prefix via the peer's tunnel address, with a metric above
+  the /32 vif routes: traffic for a VM that runs elsewhere follows it through the tunnel.
+Tables, rules and routes take effect only for marked packets or VMs that are elsewhere,
+so they are set up before anything moves. Marks are what switch egress: the Upstream's
+cutover sets them at the instant of the switch, and the MangleMark resources that follow
+it adopt them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+
+import pulumi
+
+from components.config import NetworkConfig, StackConfig
+from providers.mangle_mark import MangleMark
+from providers.policy_rule import PolicyRule
+from providers.route import Route
+from providers.routing_table import RoutingTable
+from providers.upstream import Upstream
+
+
+def decide_upstream(network: NetworkConfig, config: StackConfig, previous: str | None) -> str:
+    """The host the prefix should be routed to after this run."""
+    if network.upstream != "auto":
+        return network.upstream
+    vm_hosts = {vm.host for vm in config.vms_of(network.name)}
+    if len(vm_hosts) == 1:
+        return vm_hosts.pop()  # all VMs on one host: the prefix follows them
+    if previous in config.hosts and (not vm_hosts or previous in vm_hosts):
+        return previous  # split (or empty): stay where it is until the last one moves
+    for host in config.hosts:  # first run with split VMs: the first host that has VMs
+        if host in vm_hosts or not vm_hosts:
+            return host
+    raise ValueError(f"network {network.name} has no host")
+
+
+def egress_hosts(config: StackConfig, upstream: str) -> list[str]:
+    """Hosts whose VMs must leave through the upstream: those linked to it."""
+    return [link.peer_of(upstream) for link in config.links if upstream in link.hosts]
+
+
+def _ip(interface_address: str) -> str:
+    return str(ipaddress.ip_interface(interface_address).ip)
+
+
+class RoutedNetwork(pulumi.ComponentResource):
+    def __init__(
+        self,
+        network: NetworkConfig,
+        config: StackConfig,
+        previous_upstream: str | None,
+        tunnels: Mapping[str, pulumi.Resource],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("glidepath:components:RoutedNetwork", network.name, {}, opts)
+        self.network = network
+        self.config = config
+        self.upstream = decide_upstream(network, config, previous_upstream)
+        self.egress = egress_hosts(config, self.upstream)
+        upstream_host = config.hosts[self.upstream]
+        self.path: list[pulumi.Resource] = []
+        name = network.name
+        for host_name in self.egress:
+            link = config.link_between(host_name, self.upstream)
+            assert link is not None
+            host = config.hosts[host_name].endpoint()
+            after_tunnel = pulumi.ResourceOptions(parent=self, depends_on=[tunnels[link.name]])
+            table = RoutingTable(
+                f"{name}-{host_name}-table",
+                host=host,
+                table_id=network.table_id,
+                name=network.table_name,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            rule = PolicyRule(
+                f"{name}-{host_name}-rule",
+                host=host,
+                priority=network.rule_priority,
+                fwmark=network.mark,
+                table=network.table_id,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[table]),
+            )
+            egress = Route(
+                f"{name}-{host_name}-egress",
+                host=host,
+                dst="default",
+                via=_ip(link.address_of(self.upstream)),
+                dev=f"tun{link.tun}",
+                table=network.table_id,
+                opts=pulumi.ResourceOptions.merge(
+                    after_tunnel, pulumi.ResourceOptions(depends_on=[table])
+                ),
+            )
+            self.path += [table, rule, egress]
+        if self.egress:
+            # One catch-all: with more peers, VMs of this network may sit on one of them.
+            peer = self.egress[0]
+            link = config.link_between(peer, self.upstream)
+            assert link is not None
+            self.path.append(
+                Route(
+                    f"{name}-{self.upstream}-follow",
+                    host=upstream_host.endpoint(),
+                    dst=network.prefix,
+                    via=_ip(link.address_of(peer)),
+                    dev=f"tun{link.tun}",
+                    metric=network.tunnel_route_metric,
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[tunnels[link.name]]),
+                )
+            )
+        self.marks: list[pulumi.Resource] = []
+        self.upstream_resource: Upstream | None = None
+
+    def finish(self, placements: Sequence[pulumi.Resource]) -> None:
+        """Declare the cutover after every placement of this network, then the marks."""
+        network, config = self.network, self.config
+        hosts = {
+            name: {**host.endpoint(), "uplink": host.uplink} for name, host in config.hosts.items()
+        }
+        cutover = {"kind": network.cutover.kind, **network.cutover.settings}
+        self.upstream_resource = Upstream(
+            network.name,
+            {
+                "network": network.name,
+                "prefix": network.prefix,
+                "hosts": hosts,
+                "upstream": self.upstream,
+                "marked": self.egress,
+                "mark": network.mark,
+                "cutover": cutover,
+                "first_packet_timeout_s": int(
+                    network.cutover.settings.get("first_packet_timeout_s", 60)
+                ),
+                "vm_addresses": [vm.ip for vm in config.vms_of(network.name)],
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*placements, *self.path]),
+        )
+        for host_name in self.egress:
+            self.marks.append(
+                MangleMark(
+                    f"{network.name}-{host_name}-mark",
+                    host=config.hosts[host_name].endpoint(),
+                    source=network.prefix,
+                    in_interface="vif+",
+                    mark=network.mark,
+                    comment=f"glidepath {network.name}",
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[self.upstream_resource]),
+                )
+            )
+        self.register_outputs({"upstream": self.upstream})

@@ -1,0 +1,45 @@
+"""VirtualMachine: one VM and where it runs; `host:` is the line a user changes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pulumi
+
+from components.config import StackConfig, VmConfig
+from providers.vm_placement import VmPlacement
+
+
+class VirtualMachine(pulumi.ComponentResource):
+    def __init__(
+        self,
+        vm: VmConfig,
+        config: StackConfig,
+        depends_on: Sequence[pulumi.Resource],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("glidepath:components:VirtualMachine", vm.name, {}, opts)
+        fleet = {name: host.endpoint() for name, host in config.hosts.items()}
+        self.placement = VmPlacement(
+            vm.name,
+            {
+                "name": vm.name,
+                "host": config.hosts[vm.host].endpoint(),
+                "fleet": fleet,
+                "vif": vm.vif,
+                "ip": vm.ip,
+                "memory_mib": vm.memory_mib,
+                "vcpus": 1,
+                "disks": [{"path": d.path, "size_mib": d.size_mib} for d in vm.disks],
+                "boot": dict(vm.boot),
+                "domain_type": vm.domain_type,
+                "migration": {
+                    "max_downtime_ms": vm.migration.max_downtime_ms,
+                    "bandwidth_mib_s": vm.migration.bandwidth_mib_s,
+                    "auto_converge": vm.migration.auto_converge,
+                    "timeout_s": vm.migration.timeout_s,
+                },
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
+        )
+        self.register_outputs({})
