@@ -1,36 +1,127 @@
-"""`make demo`: bring the lab up and run glidepath on it through the real Pulumi CLI.
+"""`make demo`: glidepath's main job on the lab, as a user does it.
 
-What exists today: each hypervisor's host network (issue 4 grows it to the blog's whole
-path). Moving the VM (`host: old` -> `host: new`) arrives with VM placement (issue 5);
-until then this demo says so instead of pretending.
+1. bring the lab up and `pulumi up` the lab stack: `blog` runs on `old`, reachable from
+   the client through `core`;
+2. change `host: old` to `host: new` in stacks/Pulumi.lab.yaml, show `pulumi preview
+   --diff`, run `pulumi up` while the client pings blog every 10 ms;
+3. move it back the same way.
+The stack file is restored at the end whatever happens, so the checkout is left as it was.
 """
 
 from __future__ import annotations
 
+import re
+import subprocess
 import sys
+import time
+from dataclasses import dataclass
 
 import lab
-from engine.workspace import project_stack
+from engine import PROJECT_ROOT, engine_env
+from lab import guest
+from lab.probe import probe, start_probe
+
+STACK = "lab"
+STACK_FILE = PROJECT_ROOT / "stacks" / f"Pulumi.{STACK}.yaml"
+VM, VM_IP, DISK = "blog", "203.0.113.2", "/var/lib/libvirt/images/blog.img"
+
+
+def say(line: str) -> None:
+    print(f"demo: {line}", flush=True)
+
+
+def pulumi(*args: str) -> str:
+    """Run the pulumi CLI as a user would, showing its output; fail on error."""
+    say("$ pulumi " + " ".join(args))
+    process = subprocess.Popen(
+        ["pulumi", "--non-interactive", *args, "--stack", STACK],
+        cwd=PROJECT_ROOT,
+        env=engine_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:
+        print(line, end="", flush=True)
+        lines.append(line)
+    if process.wait() != 0:
+        raise SystemExit(f"demo: pulumi {args[0]} failed (exit {process.returncode})")
+    return "".join(lines)
+
+
+def set_host(text: str, host: str) -> str:
+    """The one line a user changes: blog's `host:` in the stack file."""
+    pattern = re.compile(r"(\n    blog:\n(?:      .*\n)*?      host: )\w+")
+    changed, count = pattern.subn(lambda m: m.group(1) + host, text)
+    if count != 1:
+        raise SystemExit("demo: could not find blog's host line in the stack file")
+    return changed
+
+
+@dataclass
+class Move:
+    source: str
+    target: str
+    gap_ms: float
+    qemu_downtime_ms: int
+    lost_writes: int
+
+    def summary(self) -> str:
+        return (
+            f"{self.source}->{self.target} gap_ms={self.gap_ms:.0f} "
+            f"qemu_downtime_ms={self.qemu_downtime_ms} lost_writes={self.lost_writes}"
+        )
+
+
+def wait_answers(seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if probe(VM_IP, 1).received:
+            return
+    raise SystemExit(f"demo: {VM} does not answer from the client after {seconds:.0f} s")
+
+
+def lost(sequence: list[int]) -> int:
+    return sum(last - first + 1 for first, last in guest.sequence_gaps(sequence))
+
+
+def move(original: str, source: str, target: str) -> Move:
+    say(f"moving {VM}: change `host: {source}` to `host: {target}` in {STACK_FILE.name}")
+    STACK_FILE.write_text(set_host(original, target))
+    pulumi("preview", "--diff")
+    running = start_probe(VM_IP, 300)
+    try:
+        output = pulumi("up", "--yes", "--skip-preview")
+    finally:
+        timeline = running.stop()
+    say(timeline.summary())
+    downtime = re.search(rf"{VM}: moved {source} -> {target} in .*?downtime (\d+) ms", output)
+    wait_answers()
+    return Move(
+        source,
+        target,
+        timeline.longest_gap_ms,
+        int(downtime.group(1)) if downtime else -1,
+        lost(guest.read_sequence(target, DISK)),
+    )
 
 
 def main() -> int:
-    print("demo: bringing the lab up (python -m lab up)", flush=True)
+    say("bringing the lab up (python -m lab up)")
     lab.up()
-    stack = project_stack("lab")
-    print("demo: pulumi up on stack 'lab'", flush=True)
-    result = stack.up(on_output=print)
-    print("demo: pulumi preview (expect no changes)", flush=True)
-    preview = stack.preview(on_output=print)
-    unchanged = set(preview.change_summary) <= {"same"}
-    print(
-        f"demo: applied {sum((result.summary.resource_changes or {}).values())} resources; "
-        f"second preview {'shows no changes' if unchanged else 'shows changes'}"
-    )
-    print(
-        "demo: the VM move (changing glidepath:vms.blog.host) is not implemented yet "
-        "(VM placement, issue 5): no VM was moved."
-    )
-    return 0 if unchanged else 1
+    original = STACK_FILE.read_text()
+    try:
+        say(f"the stack as committed: {VM} on old")
+        pulumi("up", "--yes", "--skip-preview")
+        wait_answers()
+        say(f"{VM} answers from the client through core")
+        moves = [move(original, "old", "new"), move(original, "new", "old")]
+    finally:
+        STACK_FILE.write_text(original)
+    print(f"demo: {VM} {moves[0].summary()}; {moves[1].summary()}", flush=True)
+    return 0
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ class LabStack:
         self.output: list[str] = []
         self.steps: list[tuple[str, str, str]] = []  # (op, type, urn) of the last run
         self.refreshing = False
+        self.before_first_up: dict[str, dict[str, str]] = {}
 
     def _event(self, event: auto.EngineEvent) -> None:
         pre, outputs = event.resource_pre_event, event.res_outputs_event
@@ -81,11 +82,32 @@ class LabStack:
         return {key: value.value for key, value in self.stack.outputs().items()}
 
 
+def _text(lab: Any, host: str, *argv: str) -> str:
+    return str(lab.run(host, list(argv), timeout=30).stdout)
+
+
+def host_network(lab: Any, host: str) -> dict[str, str]:
+    """What glidepath may touch on a host, as text to compare before and after."""
+    return {
+        "rules": _text(lab, host, "ip", "-4", "rule", "show"),
+        "routes": _text(lab, host, "ip", "-4", "route", "show", "table", "all"),
+        "mangle": "\n".join(
+            line
+            for line in _text(lab, host, "iptables-save", "-t", "mangle").splitlines()
+            if not line.startswith("#")
+        ),
+        "rt_tables": _text(lab, host, "cat", "/etc/iproute2/rt_tables"),
+        "sysctls": _text(lab, host, "sysctl", "net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter"),
+        "tunnels": _text(lab, host, "ip", "-o", "link", "show", "type", "tun"),
+    }
+
+
 @pytest.fixture(scope="module")
 def lab_stack(lab: Any) -> Iterator[LabStack]:
     shutil.copyfile(PROJECT_ROOT / "stacks" / "Pulumi.lab.yaml", STACK_FILE)
     stack = project_stack(STACK)
     handle = LabStack(stack)
+    handle.before_first_up = {host: host_network(lab, host) for host in ("old", "new")}
     try:
         yield handle
     finally:

@@ -11,7 +11,7 @@ import pytest
 
 from lab import guest
 from lab import topology as t
-from tests.e2e.conftest import LabStack
+from tests.e2e.conftest import LabStack, host_network
 
 pytestmark = [pytest.mark.e2e, pytest.mark.lab, pytest.mark.engine]
 
@@ -112,3 +112,12 @@ def test_changing_host_moves_blog_live(
     assert lab_stack.changes() == []
     lab_stack.refresh()
     assert lab_stack.changes() == []
+
+
+def test_destroy_leaves_the_hosts_as_before(lab: Any, lab_stack: LabStack) -> None:
+    """The fixture's stack is destroyed here first: hosts must match `before_first_up`."""
+    before = lab_stack.before_first_up
+    lab_stack.stack.destroy(on_output=print, color="never")
+    assert lab.where("blog") == []
+    for host in ("old", "new"):
+        assert host_network(lab, host) == before[host], host
