@@ -126,11 +126,21 @@ class VifRouteScriptProvider(HostProvider):
         return {**props, "routes": dict(routes), "sha256": sha256(desired), "mode": mode}
 
     def create(self, props: dict[str, Any]) -> CreateResult:
+        # What was there before us comes back on delete (destroy leaves the host as it was).
+        found, previous = self._facts(self.session(props), props["path"])
+        stat = found.get(props["path"])
         outputs = self._ensure(props)
+        outputs["previous"] = (
+            previous if previous != plans.render(props["path"], props["routes"]) else None
+        )
+        outputs["previous_mode"] = _mode(stat["mode"]) if stat and outputs["previous"] else None
         return CreateResult(f"{props['host']['name']}:{props['path']}", outputs)
 
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(self._ensure(news))
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        outputs = self._ensure(news)
+        outputs["previous"] = olds.get("previous")
+        outputs["previous_mode"] = olds.get("previous_mode")
+        return UpdateResult(outputs)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         session = self.session(props)
@@ -151,7 +161,13 @@ class VifRouteScriptProvider(HostProvider):
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         session = self.session(props)
         path = props["path"]
-        plan = plans.plan_remove(path, props["routes"], session.read_file(path))
+        plan = plans.plan_remove(
+            path,
+            props["routes"],
+            session.read_file(path),
+            props.get("previous"),
+            props.get("previous_mode"),
+        )
         if not plan:
             print(f"{session.endpoint.name}: {plan.reason}")  # the engine relays it
         apply(session, plan)

@@ -121,12 +121,24 @@ def plan_write(
     )
 
 
-def plan_remove(path: str, routes: Mapping[str, str], content: str | None) -> Plan:
-    """On delete: remove the script only if it is still exactly what we would write."""
+def plan_remove(
+    path: str,
+    routes: Mapping[str, str],
+    content: str | None,
+    previous: str | None = None,
+    previous_mode: str | None = None,
+) -> Plan:
+    """On delete: put back the script that was there before glidepath wrote its own, or
+    remove ours; either only if the file is still exactly what we would write."""
     if content is None:
         return Plan.nothing(f"{path} is already absent")
     if content != render(path, routes):
         return Plan.nothing(f"{path} was changed since glidepath wrote it; left in place")
+    if previous is not None:
+        return Plan.write(
+            FileWrite(path, previous, previous_mode or MODE),
+            reason=f"restore the {path} that was there before glidepath",
+        )
     return Plan.run(["rm", "-f", "--", path], reason=f"remove {path}")
 
 

@@ -18,6 +18,7 @@ from engine.workspace import project_stack
 
 STACK = "e2e"
 STACK_FILE = PROJECT_ROOT / "stacks" / f"Pulumi.{STACK}.yaml"
+DISK = "/var/lib/libvirt/images/blog.img"
 
 
 class LabStack:
@@ -104,6 +105,10 @@ def host_network(lab: Any, host: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def lab_stack(lab: Any) -> Iterator[LabStack]:
+    # Disks are kept when a VM is deleted: start from blank ones so the guest's write
+    # sequence on disk is this run's alone.
+    for host in ("old", "new"):
+        lab.run(host, ["rm", "-f", "--", DISK], timeout=30)
     shutil.copyfile(PROJECT_ROOT / "stacks" / "Pulumi.lab.yaml", STACK_FILE)
     stack = project_stack(STACK)
     handle = LabStack(stack)
@@ -116,3 +121,5 @@ def lab_stack(lab: Any) -> Iterator[LabStack]:
         finally:
             stack.workspace.remove_stack(STACK, force=True)
             STACK_FILE.unlink(missing_ok=True)
+            for host in ("old", "new"):
+                lab.run(host, ["rm", "-f", "--", DISK], timeout=30)
