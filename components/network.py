@@ -118,6 +118,27 @@ class RoutedNetwork(pulumi.ComponentResource):
             )
         self.marks: list[pulumi.Resource] = []
         self.upstream_resource: Upstream | None = None
+        # Without a cutover in this run, the marks are part of the path every move needs
+        # in place (a VM arriving on a non-upstream host, even a host new in this run).
+        self.cutover_planned = previous_upstream not in (None, self.upstream)
+        if not self.cutover_planned:
+            self._declare_marks(pulumi.ResourceOptions())
+            self.path += self.marks
+
+    def _declare_marks(self, extra: pulumi.ResourceOptions) -> None:
+        network, config = self.network, self.config
+        for host_name in self.egress:
+            self.marks.append(
+                MangleMark(
+                    f"{network.name}-{host_name}-mark",
+                    host=config.hosts[host_name].endpoint(),
+                    source=network.prefix,
+                    in_interface="vif+",
+                    mark=network.mark,
+                    comment=f"glidepath {network.name}",
+                    opts=pulumi.ResourceOptions.merge(pulumi.ResourceOptions(parent=self), extra),
+                )
+            )
 
     def finish(self, placements: Sequence[pulumi.Resource]) -> None:
         """Declare the cutover after every placement of this network, then the marks."""
@@ -143,16 +164,7 @@ class RoutedNetwork(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*placements, *self.path]),
         )
-        for host_name in self.egress:
-            self.marks.append(
-                MangleMark(
-                    f"{network.name}-{host_name}-mark",
-                    host=config.hosts[host_name].endpoint(),
-                    source=network.prefix,
-                    in_interface="vif+",
-                    mark=network.mark,
-                    comment=f"glidepath {network.name}",
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=[self.upstream_resource]),
-                )
-            )
+        if self.cutover_planned:
+            # The cutover sets these marks at the switch; the resources adopt them after.
+            self._declare_marks(pulumi.ResourceOptions(depends_on=[self.upstream_resource]))
         self.register_outputs({"upstream": self.upstream})
