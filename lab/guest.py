@@ -20,7 +20,6 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from xml.sax.saxutils import escape, quoteattr
 
 from lab import topology as t
 from lab.proc import run
@@ -307,48 +306,29 @@ def domain_xml(
     prefix: str = str(t.PREFIX),
     script: str = "/etc/libvirt/scripts/vif-route",
 ) -> str:
-    """libvirt domain XML for a lab VM (pure). domain_type 'qemu' (TCG) or 'kvm'."""
+    """libvirt domain XML for a lab VM (pure), from the same generator glidepath's
+    VmPlacement uses. domain_type 'qemu' (TCG) or 'kvm'."""
+    from providers.plans.domain import Disk, DomainSpec
+    from providers.plans.domain import domain_xml as render
+
     if domain_type not in ("qemu", "kvm"):
         raise ValueError(f"domain_type must be 'qemu' or 'kvm', got {domain_type!r}")
     cmdline = f"console=ttyS0 panic=-1 gp.ip={vm.ip} gp.prefix={prefix} gp.name={vm.name}"
-    q = quoteattr
-    return f"""<domain type={q(domain_type)}>
-  <name>{escape(vm.name)}</name>
-  <memory unit='MiB'>{vm.memory_mib}</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>{escape(kernel)}</kernel>
-    <initrd>{escape(initrd)}</initrd>
-    <cmdline>{escape(cmdline)}</cmdline>
-  </os>
-  <features><acpi/></features>
-  <clock offset='utc'/>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>restart</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='raw'/>
-      <source file={q(vm.disk_path)}/>
-      <target dev='vda' bus='virtio'/>
-    </disk>
-    <interface type='ethernet'>
-      <mac address={q(vm.mac)}/>
-      <script path={q(script)}/>
-      <target dev={q(vm.tap)}/>
-      <model type='virtio'/>
-    </interface>
-    <serial type='file'>
-      <source path={q(vm.console_log)} append='on'/>
-      <target port='0'/>
-    </serial>
-    <controller type='usb' model='none'/>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-"""
+    return render(
+        DomainSpec(
+            name=vm.name,
+            memory_mib=vm.memory_mib,
+            vcpus=1,
+            vif=vm.tap,
+            mac=vm.mac,
+            disks=(Disk(vm.disk_path, vm.disk_mib, "vda"),),
+            domain_type=domain_type,
+            kernel=kernel,
+            initrd=initrd,
+            cmdline=cmdline,
+            vif_script=script,
+        )
+    )
 
 
 # --- VM helpers on lab hosts -------------------------------------------------
