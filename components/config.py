@@ -106,6 +106,7 @@ class VmConfig:
     migration: MigrationConfig
     domain_type: str = "kvm"
     boot: Mapping[str, str] = field(default_factory=dict)
+    delete_disks: bool = False  # on removal from the stack; kept by default
 
 
 @dataclass(frozen=True)
@@ -361,6 +362,7 @@ def parse_config(raw: Mapping[str, Any]) -> StackConfig:
                 migration,
                 str(domain_type),
                 {k: str(v) for k, v in boot.items()},
+                bool(spec.get("delete_disks", False)),
             )
 
     if p.items:

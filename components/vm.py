@@ -33,6 +33,7 @@ class VirtualMachine(pulumi.ComponentResource):
                 "disks": [{"path": d.path, "size_mib": d.size_mib} for d in vm.disks],
                 "boot": dict(vm.boot),
                 "domain_type": vm.domain_type,
+                "delete_disks": vm.delete_disks,
                 "migration": {
                     "max_downtime_ms": vm.migration.max_downtime_ms,
                     "bandwidth_mib_s": vm.migration.bandwidth_mib_s,

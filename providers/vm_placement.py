@@ -128,13 +128,14 @@ class VmPlacementProvider(HostProvider):
         checker.field("migration", _parse_migration, default={})
         checker.field("fleet", _parse_fleet)
         checker.field("domain_type", _domain_type, default="qemu")
+        checker.field("delete_disks", lambda v: bool(v), default=False)
         fleet = checker.inputs.get("fleet")
         host = checker.inputs.get("host")
         if isinstance(fleet, dict) and isinstance(host, dict) and host.get("name") not in fleet:
             checker.fail("host", f"{host.get('name')!r} is not one of the stack's hosts")
 
     def diffed_fields(self, news: dict[str, Any]) -> list[str]:
-        return ["name", "host", "migration", *SPEC_FIELDS]
+        return ["name", "host", "migration", "delete_disks", *SPEC_FIELDS]
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         result = super().diff(id_, olds, news)
@@ -262,7 +263,14 @@ class VmPlacementProvider(HostProvider):
         except libvirt.libvirtError:
             if dom.isPersistent():
                 raise
-        _log(f"{props['name']}: stopped and undefined on {placement.host} (disks kept)")
+        if props.get("delete_disks"):
+            fleet = props.get("fleet") or {}
+            session = self.session({"host": fleet.get(placement.host, props["host"])})
+            for disk in props.get("disks") or []:
+                session.run(["rm", "-f", "--", disk["path"]])
+            _log(f"{props['name']}: stopped, undefined and its disks removed on {placement.host}")
+        else:
+            _log(f"{props['name']}: stopped and undefined on {placement.host} (disks kept)")
 
     # --- update: spec changes and live migration -------------------------------------
 
