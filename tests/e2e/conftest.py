@@ -7,10 +7,12 @@ user would without touching the committed lab stack.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pulumi import automation as auto
 
 from engine import PROJECT_ROOT
@@ -123,3 +125,131 @@ def lab_stack(lab: Any) -> Iterator[LabStack]:
             STACK_FILE.unlink(missing_ok=True)
             for host in ("old", "new"):
                 lab.run(host, ["rm", "-f", "--", DISK], timeout=30)
+
+
+# --- generated stacks: several VMs, derived from the committed lab stack -------------
+
+LAB_STACK_FILE = PROJECT_ROOT / "stacks" / "Pulumi.lab.yaml"
+IMAGES = "/var/lib/libvirt/images"
+
+
+def lab_vm(name: str, vif: int, host: str, **extra: Any) -> dict[str, Any]:
+    """A VM entry like the lab stack's `blog`, for vifN (IP 203.0.113.N+2); `extra`
+    overrides fields (memory_mib, disks, migration, ...)."""
+    raw = yaml.safe_load(LAB_STACK_FILE.read_text())
+    blog = raw["config"]["glidepath:vms"]["blog"]
+    ip = f"203.0.113.{vif + 2}"
+    boot = dict(blog["boot"])
+    boot["cmdline"] = f"console=ttyS0 panic=-1 gp.ip={ip} gp.prefix=203.0.113.0/29 gp.name={name}"
+    return {
+        **blog,
+        "host": host,
+        "ip": ip,
+        "vif": f"vif{vif}",
+        "disks": [{"path": f"{IMAGES}/{name}.img", "size_mib": 64}],
+        "boot": boot,
+        **extra,
+    }
+
+
+def lab_hosts() -> list[str]:
+    """Every hypervisor the lab has now (it may have grown since the session started)."""
+    import lab as lab_module
+
+    return list(lab_module.status()["hosts"])
+
+
+class GeneratedStack(LabStack):
+    """A LabStack whose config file (`stacks/Pulumi.e2e-<name>.yaml`) the test edits as a
+    whole: `config` is its `config:` mapping; `save()` writes it back."""
+
+    def __init__(self, stack: auto.Stack, path: Path, raw: dict[str, Any]) -> None:
+        super().__init__(stack)
+        self.path = path
+        self.raw = raw
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return dict(self.raw["config"])
+
+    def vms(self) -> dict[str, dict[str, Any]]:
+        return dict(self.raw["config"]["glidepath:vms"])
+
+    def save(self) -> None:
+        self.path.write_text(yaml.safe_dump(self.raw, sort_keys=False))
+
+    def set(self, key: str, value: Any) -> None:
+        """Set `glidepath:<key>` (a whole top-level value) and save."""
+        self.raw["config"][f"glidepath:{key}"] = value
+        self.save()
+
+    def move(self, vm: str, host: str) -> None:
+        self.raw["config"]["glidepath:vms"][vm]["host"] = host
+        self.save()
+
+    def set_upstream(self, network: str, upstream: str) -> None:
+        self.raw["config"]["glidepath:networks"][network]["upstream"] = upstream
+        self.save()
+
+    def disks(self) -> list[str]:
+        return [d["path"] for vm in self.vms().values() for d in vm.get("disks", [])]
+
+    def up(self) -> auto.UpResult:
+        # A brand-new stack's self StackReference (components/previous.py) can race the
+        # engine writing the stack's first checkpoint ("failed to load checkpoint: EOF");
+        # nothing reached a host then, so one more try is the same `up`.
+        try:
+            return super().up()
+        except auto.CommandError as err:
+            if "failed to load checkpoint" not in str(err):
+                raise
+            return super().up()
+
+
+def _remove_vm_everywhere(lab: Any, names: list[str], disks: list[str]) -> None:
+    for host in lab_hosts():
+        for name in names:
+            lab.run(host, ["virsh", "destroy", name], check=False, timeout=30)
+            lab.run(host, ["virsh", "undefine", name], check=False, timeout=30)
+        if disks:
+            lab.run(host, ["rm", "-f", "--", *disks], check=False, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def generated_stacks(
+    lab: Any,
+) -> Iterator[Callable[[str, dict[str, dict[str, Any]]], GeneratedStack]]:
+    """Factory: `make(name, vms)` -> a GeneratedStack `e2e-<name>` with the lab stack's
+    hosts, link and network and these VMs instead of `blog`, starting from blank disks.
+    Afterwards (even on failure): destroy, remove the stack and its file, remove the VMs
+    and their disks from every host, and point core back at old."""
+    made: list[GeneratedStack] = []
+
+    def make(name: str, vms: dict[str, dict[str, Any]]) -> GeneratedStack:
+        stack_name = f"e2e-{name}"
+        path = PROJECT_ROOT / "stacks" / f"Pulumi.{stack_name}.yaml"
+        raw = yaml.safe_load(LAB_STACK_FILE.read_text())
+        raw["config"]["glidepath:vms"] = vms
+        disks = [d["path"] for vm in vms.values() for d in vm.get("disks", [])]
+        _remove_vm_everywhere(lab, list(vms), disks)
+        path.write_text(yaml.safe_dump(raw, sort_keys=False))
+        handle = GeneratedStack(project_stack(stack_name), path, raw)
+        made.append(handle)
+        return handle
+
+    try:
+        yield make
+    finally:
+        from lab import baseline
+
+        for handle in reversed(made):
+            name = handle.stack.name
+            try:
+                handle.stack.destroy(on_output=print, color="never")
+            except Exception as err:  # cleanup goes on: hosts are cleaned by hand below
+                print(f"destroy of {name} failed: {err}")
+            finally:
+                handle.stack.workspace.remove_stack(name, force=True)
+                handle.path.unlink(missing_ok=True)
+                _remove_vm_everywhere(lab, list(handle.vms()), handle.disks())
+        baseline.switch_core("old")
