@@ -4,8 +4,9 @@ Layout for upstream U (DESIGN.md §3, §5):
 - every other host H linked to U: table `vm-out`, `ip rule fwmark M table vm-out`, a
   default route in vm-out via U's tunnel address, and the mangle MARK on `vif+`: its VMs
   leave through U;
-- U: a catch-all route for the prefix via the peer's tunnel address, with a metric above
-  the /32 vif routes: traffic for a VM that runs elsewhere follows it through the tunnel.
+- U: a catch-all route for the prefix via the (first) peer's tunnel address, with a metric
+  above the /32 vif routes, and a /32 at that metric for each VM on a peer, via that
+  peer's tunnel address: traffic for a VM that runs elsewhere follows it through the tunnel.
 Tables, rules and routes take effect only for marked packets or VMs that are elsewhere,
 so they are set up before anything moves. Marks are what switch egress: the Upstream's
 cutover sets them at the instant of the switch, and the MangleMark resources that follow
@@ -111,6 +112,31 @@ class RoutedNetwork(pulumi.ComponentResource):
                     host=upstream_host.endpoint(),
                     dst=network.prefix,
                     via=_ip(link.address_of(peer)),
+                    dev=f"tun{link.tun}",
+                    metric=network.tunnel_route_metric,
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[tunnels[link.name]]),
+                )
+            )
+        # The catch-all above reaches only the first peer. A VM on any peer gets its own
+        # /32 on the upstream, via that peer's end of their tunnel, at the catch-all's
+        # metric. It is part of the path, so it exists before the VM leaves the upstream:
+        # while the VM still runs there its vif route (metric 0) wins, and at the instant
+        # QEMU exits on the upstream (the vif route goes with the tap) inbound traffic
+        # follows the VM through the tunnel. Moving back to the upstream needs nothing:
+        # the destination's vif route (metric 0) wins as soon as its tap appears, and the
+        # stale /32 is deleted at the end of the run. Not covered: a move straight between
+        # two non-upstream hosts (this route is switched before the migration, so inbound
+        # traffic reaches the target early); move through the upstream instead.
+        for vm in config.vms_of(network.name):
+            link = config.link_between(vm.host, self.upstream)
+            if vm.host == self.upstream or vm.host not in self.egress or link is None:
+                continue
+            self.path.append(
+                Route(
+                    f"{name}-{self.upstream}-to-{vm.name}",
+                    host=upstream_host.endpoint(),
+                    dst=f"{vm.ip}/32",
+                    via=_ip(link.address_of(vm.host)),
                     dev=f"tun{link.tun}",
                     metric=network.tunnel_route_metric,
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[tunnels[link.name]]),
