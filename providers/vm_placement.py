@@ -31,6 +31,7 @@ from providers.transport import Endpoint, SshSession
 
 POLL_S = 0.5
 PROGRESS_EVERY_S = 1.0
+KEEPALIVE_S = 5.0  # a call on the target's connection while the source copies
 SPEC_FIELDS = ("memory_mib", "vcpus", "vif", "mac", "disks", "boot", "domain_type")
 
 
@@ -427,10 +428,20 @@ class VmPlacementProvider(HostProvider):
         aborted: str | None = None
         next_progress = started
         timeout_s = float(settings.get("timeout_s", 600))
+        next_keepalive = started + KEEPALIVE_S
         while thread.is_alive():
             thread.join(POLL_S)
             if not thread.is_alive():
                 break
+            if time.monotonic() >= next_keepalive:
+                # The target's connection is idle from Prepare to Finish, and nothing reads
+                # its SSH channel then: sshd's client-alive checks go unanswered, it drops
+                # the connection and the target's libvirtd kills the incoming domain (a
+                # 1 MiB/s move failed after ~2 min with "migration of disk vda failed:
+                # Input/output error"). A cheap call keeps the channel serviced.
+                next_keepalive = time.monotonic() + KEEPALIVE_S
+                with contextlib.suppress(libvirt.libvirtError):
+                    target_conn.getLibVersion()
             try:
                 stats = dom.jobStats()
             except libvirt.libvirtError:
