@@ -7,6 +7,7 @@ user would without touching the committed lab stack.
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,11 @@ class GeneratedStack(LabStack):
         super().__init__(stack)
         self.path = path
         self.raw = raw
+        self.stamped: list[tuple[float, str]] = []  # (time.monotonic(), line), every run
+
+    def _sink(self, line: str) -> None:
+        self.stamped.append((time.monotonic(), line))
+        super()._sink(line)
 
     @property
     def config(self) -> dict[str, Any]:
