@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pulumi
-from providers.tunnel import Tunnel
 
 from components.config import LinkConfig, StackConfig
+from providers.tunnel import Tunnel
 
 
 class HostLink(pulumi.ComponentResource):
