@@ -50,11 +50,11 @@ def test_converging_migration_changes_nothing() -> None:
 
 def test_busy_guest_gets_its_downtime_raised_in_steps() -> None:
     timeline = [
-        JobSnapshot(0.5 * i, memory_iteration=i, memory_remaining=40 * MIB) for i in range(1, 10)
+        JobSnapshot(0.5 * i, memory_iteration=i, memory_remaining=40 * MIB) for i in range(1, 16)
     ]
     settings, aborted = _run(timeline)
     assert aborted is None
-    assert [ms for _, ms in settings] == [200, 400, 800]
+    assert [ms for _, ms in settings] == [200, 400, 800, 1600, 2000]
 
 
 def test_timeout_aborts_with_what_was_left() -> None:
