@@ -307,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--http", action="store_true")
     a = p.parse_args(argv)
     res = _worker(a.target, a.seconds, a.interval, a.http, a.timeout)
+    # Done probing: a late SIGTERM (the caller stopping a probe that already ended) must
+    # not interrupt writing the result into a full pipe (it cut a 1 MB result at 64 KiB).
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     print(json.dumps(res))
     return 0
 
