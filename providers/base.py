@@ -21,6 +21,13 @@ from providers.transport import Endpoint, SshCredentials, SshSession
 applied_log: list[tuple[str, tuple[str, ...]]] = []
 
 
+def still_adopted(plan: Plan, previous: object, props: dict[str, Any]) -> bool:
+    """An artifact stays "adopted" (found on the host, so left there on delete) while
+    glidepath has never had to change it: nothing ran now, and it was adopted at create
+    (`previous` is None on create, the stored fields on update)."""
+    return not plan and (previous is None or bool(props.get("adopted")))
+
+
 def apply(session: SshSession, plan: Plan) -> None:
     """Run a plan: its file writes, then its commands, stopping at the first failure."""
     for write in plan.writes:

@@ -14,7 +14,7 @@ import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, Resource, UpdateResult
 
 from providers import validate
-from providers.base import HostProvider, apply
+from providers.base import HostProvider, apply, still_adopted
 from providers.facts import policy_rule as facts
 from providers.plans import policy_rule as plans
 from providers.plans.routing_table import resolve
@@ -50,7 +50,7 @@ class PolicyRuleProvider(HostProvider):
                 f"{session.endpoint.name}: rule {priority} fwmark {hex(fwmark)} lookup "
                 f"{table_id} is not there after adding it"
             )
-        adopted = not plan and (previous is None or bool(props.get("adopted")))
+        adopted = still_adopted(plan, previous, props)
         return {
             **props,
             "priority": priority,

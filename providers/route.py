@@ -14,7 +14,7 @@ import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, Resource, UpdateResult
 
 from providers import validate
-from providers.base import HostProvider, apply
+from providers.base import HostProvider, apply, still_adopted
 from providers.facts import route as facts
 from providers.plans import route as plans
 from providers.plans.routing_table import resolve
@@ -84,7 +84,7 @@ class RouteProvider(HostProvider):
             raise RuntimeError(
                 f"{session.endpoint.name}: route {wanted} is not there after adding it"
             )
-        adopted = not plan and (previous is None or bool(props.get("adopted")))
+        adopted = still_adopted(plan, previous, props)
         return {
             **props,
             "adopted": adopted,
