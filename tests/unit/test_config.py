@@ -73,3 +73,15 @@ def test_mistakes_name_their_field(path: list[Any], value: Any, field: str) -> N
     with pytest.raises(ConfigError) as raised:
         parse_config(_broken(path, value))
     assert any(problem.startswith(field) for problem in raised.value.problems), raised.value
+
+
+def test_all_eight_addresses_of_a_29_are_vms() -> None:
+    # The blog routes each VM's /32 to its tap: no broadcast domain, so the network and
+    # broadcast addresses are VMs like the others (x0 on vif0 ... x7 on vif7).
+    raw = copy.deepcopy(GOOD)
+    raw["vms"] = {
+        f"vm{i}": {**GOOD["vms"]["blog"], "ip": f"203.0.113.{i}", "vif": f"vif{i}"}
+        for i in range(8)
+    }
+    config = parse_config(raw)
+    assert [vm.ip for vm in config.vms.values()] == [f"203.0.113.{i}" for i in range(8)]
