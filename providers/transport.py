@@ -137,6 +137,16 @@ def _load_private_key(text: str) -> paramiko.PKey:
     )
 
 
+def known_hosts_name(address: str, port: int) -> str:
+    """How known_hosts names a host: `addr` on port 22, `[addr]:port` otherwise."""
+    return address if port == 22 else f"[{address}]:{port}"
+
+
+def has_host_key(known_hosts: str, address: str, port: int) -> bool:
+    """True if the known_hosts text holds a key for this host (hashed names included)."""
+    return _host_keys(known_hosts).lookup(known_hosts_name(address, port)) is not None
+
+
 def _host_keys(known_hosts: str) -> paramiko.HostKeys:
     keys = paramiko.HostKeys()
     for line in known_hosts.splitlines():
@@ -163,9 +173,7 @@ class SshSession:
     def _connect(self) -> paramiko.SSHClient:
         endpoint = self.endpoint
         known = _host_keys(self._credentials.known_hosts)
-        lookup = (
-            endpoint.address if endpoint.port == 22 else f"[{endpoint.address}]:{endpoint.port}"
-        )
+        lookup = known_hosts_name(endpoint.address, endpoint.port)
         if known.lookup(lookup) is None:
             raise HostKeyError(
                 f"{endpoint.describe()}: no host key for {lookup} in glidepath:ssh.known_hosts; "

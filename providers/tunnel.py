@@ -51,21 +51,6 @@ DEVICE_GONE_TIMEOUT_S = 10.0
 POLL_S = 0.25
 
 
-def _ipv4_interface(value: Any) -> str:
-    canonical = validate.interface_address(value)
-    iface = ipaddress.ip_interface(canonical)
-    if iface.version != 4:
-        raise validate.Invalid(f"{value!r}: tunnel addresses are IPv4 (a.b.c.d/n)")
-    if iface.network.prefixlen == 32:
-        raise validate.Invalid(f"{value!r}: a /32 leaves no room for the peer's address")
-    if iface.network.prefixlen <= 30 and iface.ip in (
-        iface.network.network_address,
-        iface.network.broadcast_address,
-    ):
-        raise validate.Invalid(f"{value!r} is the network or broadcast address of its prefix")
-    return canonical
-
-
 def _state(value: Any) -> str:
     if value != "up":
         raise validate.Invalid(f"the only desired state is 'up', got {value!r}")
@@ -150,8 +135,8 @@ class TunnelProvider(HostProvider):
 
     def check_inputs(self, checker: validate.Checker) -> None:
         checker.field("tun", lambda v: validate.integer(v, 0, 255))
-        address = checker.field("address", _ipv4_interface)
-        peer_address = checker.field("peer_address", _ipv4_interface)
+        address = checker.field("address", validate.tunnel_address)
+        peer_address = checker.field("peer_address", validate.tunnel_address)
         checker.field("state", _state, required=False, default="up")
         if address and peer_address:
             ours, theirs = ipaddress.ip_interface(address), ipaddress.ip_interface(peer_address)

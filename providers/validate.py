@@ -76,6 +76,22 @@ def interface_address(value: Any) -> str:
     return str(iface)
 
 
+def tunnel_address(value: Any) -> str:
+    """A tunnel end: an IPv4 address with room for the peer in its prefix."""
+    canonical = interface_address(value)
+    iface = ipaddress.ip_interface(canonical)
+    if iface.version != 4:
+        raise Invalid(f"{value!r}: tunnel addresses are IPv4 (a.b.c.d/n)")
+    if iface.network.prefixlen == 32:
+        raise Invalid(f"{value!r}: a /32 leaves no room for the peer's address")
+    if iface.network.prefixlen <= 30 and iface.ip in (
+        iface.network.network_address,
+        iface.network.broadcast_address,
+    ):
+        raise Invalid(f"{value!r} is the network or broadcast address of its prefix")
+    return canonical
+
+
 def prefix(value: Any) -> str:
     """A network prefix; host bits must be zero (203.0.113.0/29, not 203.0.113.1/29)."""
     try:

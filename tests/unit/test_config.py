@@ -23,7 +23,7 @@ GOOD: dict[str, Any] = {
         "net0": {
             "prefix": "203.0.113.0/29",
             "upstream": "auto",
-            "cutover": {"kind": "lab-router", "router": "core"},
+            "cutover": {"kind": "lab-router", "router": {"name": "core", "address": "198.18.0.2"}},
             "mark": 1,
             "table": {"id": 201, "name": "vm-out"},
         }
@@ -80,8 +80,214 @@ def test_all_eight_addresses_of_a_29_are_vms() -> None:
     # broadcast addresses are VMs like the others (x0 on vif0 ... x7 on vif7).
     raw = copy.deepcopy(GOOD)
     raw["vms"] = {
-        f"vm{i}": {**GOOD["vms"]["blog"], "ip": f"203.0.113.{i}", "vif": f"vif{i}"}
+        f"vm{i}": {
+            **GOOD["vms"]["blog"],
+            "ip": f"203.0.113.{i}",
+            "vif": f"vif{i}",
+            "disks": [{"path": f"/var/lib/libvirt/images/vm{i}.img", "size_mib": 64}],
+        }
         for i in range(8)
     }
     config = parse_config(raw)
     assert [vm.ip for vm in config.vms.values()] == [f"203.0.113.{i}" for i in range(8)]
+
+
+# --- mistakes parse_config used to let through (issue 7); each names its field ---------
+
+KEY = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEA\n-----END OPENSSH PRIVATE KEY-----\n"
+)
+KNOWN = (
+    "198.18.1.2 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDpns/U/DRP/Z/UiEI134fh/nFvoRD0XulmGYl+LmJxk\n"
+)
+WITH_SSH: dict[str, Any] = {
+    **GOOD,
+    "ssh": {"user": "root", "private_key": KEY, "known_hosts_path": "/etc/ssh/known"},
+}
+NET1 = {
+    "prefix": "198.51.100.0/29",
+    "cutover": {"kind": "manual"},
+    "mark": 2,
+    "table": {"id": 202, "name": "vm-out1"},
+    "rule_priority": 1001,
+}
+
+
+def _with(raw: dict[str, Any], path: list[Any], value: Any) -> dict[str, Any]:
+    raw = copy.deepcopy(raw)
+    target = raw
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return raw
+
+
+def _second_vm(**changes: Any) -> dict[str, Any]:
+    raw = copy.deepcopy(GOOD)
+    raw["vms"]["www"] = {
+        **raw["vms"]["blog"],
+        "ip": "203.0.113.3",
+        "vif": "vif1",
+        "disks": [{"path": "/var/lib/libvirt/images/www.img", "size_mib": 64}],
+        **changes,
+    }
+    return raw
+
+
+def _second_network(**changes: Any) -> dict[str, Any]:
+    raw = copy.deepcopy(GOOD)
+    raw["networks"]["net1"] = {**NET1, **changes}
+    return raw
+
+
+def _problems(raw: dict[str, Any], secrets: Any = None) -> list[str]:
+    with pytest.raises(ConfigError) as raised:
+        parse_config(raw, secrets)
+    return raised.value.problems
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        # ssh: missing, or not usable
+        ({**GOOD, "ssh": None}, "glidepath:ssh:"),
+        (_with(WITH_SSH, ["ssh", "private_key"], None), "glidepath:ssh.private_key:"),
+        (_with(WITH_SSH, ["ssh", "private_key"], "ssh-ed25519 AAAA"), "glidepath:ssh.private_key:"),
+        (_with(WITH_SSH, ["ssh", "known_hosts_path"], None), "glidepath:ssh.known_hosts:"),
+        (_with(WITH_SSH, ["ssh", "known_hosts_path"], "known"), "glidepath:ssh.known_hosts_path:"),
+        (_with(WITH_SSH, ["ssh", "user"], "root;id"), "glidepath:ssh.user:"),
+        (_with(WITH_SSH, ["ssh", "key"], "x"), "glidepath:ssh:"),
+        # the network: one kind of address, its own mark, table and rule
+        (
+            _with(GOOD, ["networks", "net0", "prefix"], "2001:db8::/64"),
+            "glidepath:networks.net0.prefix",
+        ),
+        (
+            _with(GOOD, ["networks", "net0", "table", "name"], "main"),
+            "glidepath:networks.net0.table.name",
+        ),
+        (_second_network(table={"id": 201, "name": "other"}), "glidepath:networks.net1.table.id"),
+        (
+            _second_network(table={"id": 203, "name": "vm-out"}),
+            "glidepath:networks.net1.table.name",
+        ),
+        (_second_network(rule_priority=1000), "glidepath:networks.net1.rule_priority"),
+        (_second_network(prefix="198.18.100.0/28"), "glidepath:networks.net1.prefix"),
+        (
+            _with(GOOD, ["networks", "net0", "cutover", "router"], None),
+            "glidepath:networks.net0.cutover.router",
+        ),
+        (
+            _with(GOOD, ["networks", "net0", "cutover", "first_packet_timeout_s"], "soon"),
+            "glidepath:networks.net0.cutover.first_packet_timeout_s",
+        ),
+        (
+            _with(GOOD, ["networks", "net0", "cutover", "routr"], "core"),
+            "glidepath:networks.net0.cutover:",
+        ),
+        (_with(GOOD, ["networks", "net0", "mtu"], 1400), "glidepath:networks.net0:"),
+        # links
+        (
+            _with(GOOD, ["links", 0, "addresses"], ["fd00::1/64", "fd00::2/64"]),
+            "glidepath:links[0].addresses[0]",
+        ),
+        (
+            _with(GOOD, ["links", 0, "addresses"], ["198.18.100.1/32", "198.18.100.1/32"]),
+            "glidepath:links[0].addresses[0]",
+        ),
+        # VMs
+        (_with(GOOD, ["vms", "blog", "memory_mib"], 64), "glidepath:vms.blog.memory_mib"),
+        (_with(GOOD, ["vms", "blog", "vif"], "tap0"), "glidepath:vms.blog.vif"),
+        (_with(GOOD, ["vms", "blog", "memroy_mib"], 256), "glidepath:vms.blog:"),
+        (_with(GOOD, ["vms", "blog", "delete_disks"], "no"), "glidepath:vms.blog.delete_disks"),
+        (
+            _with(GOOD, ["vms", "blog", "migration"], {"auto_converge": "off"}),
+            "glidepath:vms.blog.migration.auto_converge",
+        ),
+        (
+            _with(GOOD, ["vms", "blog", "boot"], {"cmdline": "a\nb"}),
+            "glidepath:vms.blog.boot.cmdline",
+        ),
+        (
+            _with(
+                GOOD,
+                ["vms", "blog", "disks"],
+                [{"path": "/d.img", "size_mib": 1}, {"path": "/d.img", "size_mib": 2}],
+            ),
+            "glidepath:vms.blog.disks[1].path",
+        ),
+        (
+            _second_vm(disks=[{"path": "/var/lib/libvirt/images/blog.img", "size_mib": 64}]),
+            "glidepath:vms.www.disks[0].path",
+        ),
+    ],
+)
+def test_more_mistakes_name_their_field(raw: dict[str, Any], field: str) -> None:
+    problems = _problems(raw)
+    assert any(problem.startswith(field) for problem in problems), problems
+
+
+def test_ssh_user_is_every_hosts_default() -> None:
+    config = parse_config(_with(WITH_SSH, ["ssh", "user"], "admin"))
+    assert {host.user for host in config.hosts.values()} == {"admin"}
+
+
+def test_a_private_key_must_be_a_secret_and_is_never_echoed() -> None:
+    assert parse_config(WITH_SSH, {"ssh"}).hosts
+    problems = _problems(WITH_SSH, set())
+    assert problems == [
+        "glidepath:ssh.private_key: must be a secret "
+        "(pulumi config set --secret --path glidepath:ssh.private_key)"
+    ]
+    bad_key = _with(WITH_SSH, ["ssh", "private_key"], "hunter2-not-a-key")
+    assert "hunter2" not in "\n".join(_problems(bad_key, {"ssh"}))
+
+
+def test_inline_known_hosts_must_name_every_host() -> None:
+    raw = _with(WITH_SSH, ["ssh", "known_hosts_path"], None)
+    raw["ssh"]["known_hosts"] = KNOWN
+    assert _problems(raw, {"ssh"}) == [
+        "glidepath:ssh.known_hosts: has no key for host new (198.18.2.2)"
+    ]
+    raw["ssh"]["known_hosts"] = KNOWN + KNOWN.replace("198.18.1.2", "198.18.2.2")
+    assert parse_config(raw, {"ssh"}).hosts
+    raw["ssh"]["known_hosts"] = "198.18.1.2 ssh-ed25519 !!!notbase64\n"
+    assert _problems(raw, {"ssh"})[0].startswith("glidepath:ssh.known_hosts: ")
+
+
+def test_hetzner_robot_needs_secret_credentials_and_a_sane_endpoint() -> None:
+    raw = _with(GOOD, ["networks", "net0", "cutover"], {"kind": "hetzner-robot"})
+    raw["robot"] = None
+    assert _problems(raw) == [
+        "glidepath:robot: is not set: the hetzner-robot cutover needs {user, password} as secrets"
+    ]
+    raw["robot"] = {"user": "#ws+abc", "password": "pw"}
+    assert _problems(raw, set()) == [
+        "glidepath:robot: must be a secret "
+        "(pulumi config set --secret --path glidepath:robot.password)"
+    ]
+    assert parse_config(raw, {"robot"}).networks["net0"].cutover.kind == "hetzner-robot"
+    raw["networks"]["net0"]["cutover"].update(
+        base_url="http://robot.example", failover_ip="198.51.100.1", timeout_s=0
+    )
+    fields = [problem.split(":")[1] for problem in _problems(raw, {"robot"})]
+    assert fields == [
+        "networks.net0.cutover.base_url",
+        "networks.net0.cutover.timeout_s",
+        "networks.net0.cutover.failover_ip",
+    ]
+
+
+def test_secure_entries_of_a_stack_file_count_as_set() -> None:
+    # A stack file read as YAML holds secrets as {secure: v1:...}: present, not readable.
+    raw = _with(WITH_SSH, ["ssh", "private_key"], {"secure": "v1:abc"})
+    raw["networks"]["net0"]["cutover"] = {"kind": "hetzner-robot"}
+    raw["robot"] = {"user": {"secure": "v1:def"}, "password": {"secure": "v1:ghi"}}
+    assert parse_config(raw).vms["blog"].ip == "203.0.113.2"
+
+
+def test_booleans_are_booleans() -> None:
+    raw = _with(GOOD, ["vms", "blog", "delete_disks"], "false")
+    raw["vms"]["blog"]["migration"] = {"auto_converge": False}
+    vm = parse_config(raw).vms["blog"]
+    assert (vm.delete_disks, vm.migration.auto_converge) == (False, False)
