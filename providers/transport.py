@@ -72,6 +72,7 @@ class RunningCommand:
     def __init__(self, host: str, argv: tuple[str, ...], channel: paramiko.Channel) -> None:
         self.host, self.argv, self.channel = host, argv, channel
         self.stderr = ""
+        self._stdout = ""
 
     def wait_for_stderr(self, text: str, timeout: float) -> bool:
         """True once `text` appeared on stderr; False at the timeout or the command's end."""
@@ -86,6 +87,24 @@ class RunningCommand:
             else:
                 time.sleep(0.005)
         return False
+
+    def next_line(self, timeout: float) -> str | None:
+        """The next line of stdout, or None at the timeout or the end of the output."""
+        deadline = time.monotonic() + timeout
+        while "\n" not in self._stdout:
+            if time.monotonic() >= deadline:
+                return None
+            if self.channel.recv_ready():
+                chunk = self.channel.recv(4096)
+                if not chunk:
+                    return None
+                self._stdout += chunk.decode(errors="replace")
+            elif self.channel.exit_status_ready() and not self.channel.recv_ready():
+                return None
+            else:
+                time.sleep(0.001)
+        line, self._stdout = self._stdout.split("\n", 1)
+        return line
 
     def wait(self, timeout: float) -> int | None:
         """The exit status, or None if still running at the timeout."""

@@ -14,6 +14,7 @@ rules in place and adopt them; the old layout's leftovers are deleted at the end
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -24,6 +25,7 @@ from providers import validate
 from providers.base import HostProvider, apply, parse_endpoint
 from providers.cutover import Backend, CutoverError, backend_for
 from providers.facts import mangle_mark as mark_facts
+from providers.plans import cutover as cutover_plans
 from providers.plans import mangle_mark as mark_plans
 from providers.transport import SshSession
 
@@ -149,37 +151,56 @@ class UpstreamProvider(HostProvider):
         backend = self._backend(props)
         session = self._session(props, target)
         timeout = int(props.get("first_packet_timeout_s", 60))
-        watch = [
-            "timeout", str(timeout), "tcpdump", "-Q", "in", "-n", "-l", "--immediate-mode",
-            "-c", "1", "-i", host["uplink"], "dst", "net", props["prefix"],
-        ]  # fmt: skip
-        watcher = session.start(watch)
+        # The new upstream drops its own mark itself at the first direct packet (one
+        # command on the host, as in the blog): no SSH round trip in the outage.
+        rules = mark_facts.process(session.run(mark_facts.command()).stdout)
+        unmark = mark_plans.plan_delete(self._mark_rule(props), rules)
+        trigger = cutover_plans.on_first_packet(timeout, host["uplink"], props["prefix"], unmark)
+        watcher = session.start(trigger.argv)
+        finished = False
+        pid = None
         try:
-            if not watcher.wait_for_stderr("listening on", timeout=10):
+            pid = cutover_plans.parse_pid(watcher.next_line(10) or "")
+            if pid is None or not watcher.wait_for_stderr("listening on", timeout=10):
                 raise CutoverError(
                     f"{target}: could not watch {host['uplink']} for the first packet: "
-                    f"{watcher.stderr.strip()}"
+                    f"{watcher.stderr.strip() or 'no answer within 10 s'}"
                 )
             started = time.monotonic()
             _log(f"{props['network']}: switching {props['prefix']} to {target} ({backend.kind})")
             backend.switch(host["address"])
             switched = time.monotonic() - started
-            status = watcher.wait(timeout + 5)
+            seen = watcher.next_line(timeout + 5)
             first_packet = time.monotonic() - started
+            done = watcher.next_line(30)
+            egress_switched = time.monotonic() - started
+            status = watcher.wait(10)
+            finished = True
         finally:
+            if pid is not None and not finished:
+                # The switch failed or we gave up waiting: the host must not drop its mark
+                # later on its own, so stop the script (the route did not move).
+                with contextlib.suppress(Exception):
+                    session.run(["kill", str(pid)], check=False)
             watcher.close()
-        if status == 0:
+        if done != cutover_plans.DONE or status != 0:
+            raise CutoverError(
+                f"{props['network']}: the route points to {target}, but dropping its egress "
+                f"mark failed ({watcher.stderr.strip() or f'exit status {status}'}); "
+                "run `pulumi up` again to finish"
+            )
+        if seen == cutover_plans.FIRST_PACKET:
             _log(
-                f"{props['network']}: first packet on {target} "
-                f"{first_packet * 1000:.0f} ms after the switch"
+                f"{props['network']}: first packet on {target} {first_packet * 1000:.0f} ms "
+                f"after the switch; its egress mark dropped "
+                f"{(egress_switched - first_packet) * 1000:.0f} ms later"
             )
         else:
             _log(
                 f"{props['network']}: no packet for {props['prefix']} reached {target} within "
-                f"{timeout} s; switching the egress anyway (the backend reported success)"
+                f"{timeout} s; its egress mark dropped anyway (the backend reported success)"
             )
-        # At once: VMs on the new upstream leave directly, the others through the tunnel.
-        self._set_mark(props, target, present=False)
+        # The hosts that stop being upstream: their VMs now leave through the tunnel.
         for other in props.get("marked") or []:
             self._set_mark(props, other, present=True)
         marks_done = time.monotonic() - started
@@ -194,8 +215,11 @@ class UpstreamProvider(HostProvider):
             "from": previous,
             "to": target,
             "switch_ms": round(switched * 1000),
-            "first_packet_ms": round(first_packet * 1000) if status == 0 else None,
-            "egress_switched_ms": round(marks_done * 1000),
+            "first_packet_ms": round(first_packet * 1000)
+            if seen == cutover_plans.FIRST_PACKET
+            else None,
+            "egress_switched_ms": round(egress_switched * 1000),
+            "marks_done_ms": round(marks_done * 1000),
         }
 
     def create(self, props: dict[str, Any]) -> CreateResult:

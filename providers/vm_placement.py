@@ -8,6 +8,7 @@ and runs read-only pre-flight checks on the target; a failed check fails the pre
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass
@@ -46,6 +47,51 @@ class MigrationError(RuntimeError):
 def _log(line: str) -> None:
     # The engine relays a provider's stdout into the `pulumi up` output as it runs.
     print(line, flush=True)
+
+
+class _JobStatsReader:
+    """Reads the migration job's stats in a thread of its own.
+
+    libvirt serialises queries with the migration's own monitor calls: a `jobStats` can
+    wait up to 30 s for the job lock (a 1 MiB/s move went 30.5 s without a progress
+    line). The monitor loop must not wait with it: it keeps its timeout, keepalive and
+    progress lines going, and says how old the last stats are.
+    """
+
+    def __init__(self, dom: Any, started: float) -> None:
+        self._dom = dom
+        self._started = started
+        self._lock = threading.Lock()
+        self._latest: tuple[float, dict[str, Any]] | None = None
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="jobstats", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import libvirt
+
+        while not self._stopped.is_set():
+            try:
+                stats = self._dom.jobStats()
+            except libvirt.libvirtError:
+                stats = None  # the job is finishing
+            if stats:
+                with self._lock:
+                    self._latest = (time.monotonic(), stats)
+            self._stopped.wait(POLL_S)
+
+    def latest(self) -> tuple[policy.JobSnapshot | None, float]:
+        """The newest snapshot (elapsed_s = when it was read) and its age in seconds."""
+        with self._lock:
+            latest = self._latest
+        if latest is None:
+            return None, 0.0
+        read_at, stats = latest
+        age = time.monotonic() - read_at
+        return policy.JobSnapshot.from_stats(stats, read_at - self._started), age
+
+    def stop(self) -> None:
+        self._stopped.set()
 
 
 def _parse_disks(value: Any) -> list[dict[str, Any]]:
@@ -424,55 +470,64 @@ class VmPlacementProvider(HostProvider):
         started = time.monotonic()
         thread = threading.Thread(target=worker, name=f"migrate-{name}", daemon=True)
         thread.start()
+        reader = _JobStatsReader(dom, started)
         downtime = max_downtime
         aborted: str | None = None
         next_progress = started
         timeout_s = float(settings.get("timeout_s", 600))
         next_keepalive = started + KEEPALIVE_S
-        while thread.is_alive():
-            thread.join(POLL_S)
-            if not thread.is_alive():
-                break
-            if time.monotonic() >= next_keepalive:
-                # The target's connection is idle from Prepare to Finish, and nothing reads
-                # its SSH channel then: sshd's client-alive checks go unanswered, it drops
-                # the connection and the target's libvirtd kills the incoming domain (a
-                # 1 MiB/s move failed after ~2 min with "migration of disk vda failed:
-                # Input/output error"). A cheap call keeps the channel serviced.
-                next_keepalive = time.monotonic() + KEEPALIVE_S
-                with contextlib.suppress(libvirt.libvirtError):
-                    target_conn.getLibVersion()
-            try:
-                stats = dom.jobStats()
-            except libvirt.libvirtError:
-                continue  # the job is finishing
-            snapshot = policy.JobSnapshot.from_stats(stats, time.monotonic() - started)
-            decision = policy.decide(
-                snapshot,
-                max_downtime_ms=max_downtime,
-                current_downtime_ms=downtime,
-                timeout_s=timeout_s,
-            )
-            if decision.abort and aborted is None:
-                aborted = decision.abort
-                _log(f"{name}: aborting: {aborted}")
-                try:
-                    dom.abortJob()
-                except libvirt.libvirtError as err:
-                    _log(f"{name}: abort failed: {err}")
-            elif decision.set_downtime_ms:
-                downtime = decision.set_downtime_ms
-                _log(
-                    f"{name}: not converging at pass {snapshot.memory_iteration}: "
-                    f"max downtime -> {downtime} ms"
+        first: policy.JobSnapshot | None = None
+        try:
+            while thread.is_alive():
+                thread.join(POLL_S)
+                if not thread.is_alive():
+                    break
+                now = time.monotonic()
+                if now >= next_keepalive:
+                    # The target's connection is idle from Prepare to Finish, and nothing
+                    # reads its SSH channel then: sshd's client-alive checks go unanswered,
+                    # it drops the connection and the target's libvirtd kills the incoming
+                    # domain (a 1 MiB/s move failed after ~2 min with "migration of disk
+                    # vda failed: Input/output error"). A cheap call keeps it serviced.
+                    next_keepalive = now + KEEPALIVE_S
+                    with contextlib.suppress(libvirt.libvirtError):
+                        target_conn.getLibVersion()
+                snapshot, stale_s = reader.latest()
+                if snapshot is None:
+                    continue
+                # libvirt updates the mirror's byte counts in chunks: the rate over the
+                # whole job so far gives a steadier ETA than the last interval.
+                first = first or snapshot
+                snapshot = snapshot.with_rate_since(first)
+                decision = policy.decide(
+                    # The timeout counts from now, however old the stats are.
+                    dataclasses.replace(snapshot, elapsed_s=time.monotonic() - started),
+                    max_downtime_ms=max_downtime,
+                    current_downtime_ms=downtime,
+                    timeout_s=timeout_s,
                 )
-                try:
-                    dom.migrateSetMaxDowntime(downtime, 0)
-                except libvirt.libvirtError as err:
-                    _log(f"{name}: could not raise max downtime: {err}")
-            if snapshot.elapsed_s and time.monotonic() >= next_progress:
-                _log(policy.progress_line(name, snapshot))
-                next_progress = time.monotonic() + PROGRESS_EVERY_S
+                if decision.abort and aborted is None:
+                    aborted = decision.abort
+                    _log(f"{name}: aborting: {aborted}")
+                    try:
+                        dom.abortJob()
+                    except libvirt.libvirtError as err:
+                        _log(f"{name}: abort failed: {err}")
+                elif decision.set_downtime_ms:
+                    downtime = decision.set_downtime_ms
+                    _log(
+                        f"{name}: not converging at pass {snapshot.memory_iteration}: "
+                        f"max downtime -> {downtime} ms"
+                    )
+                    try:
+                        dom.migrateSetMaxDowntime(downtime, 0)
+                    except libvirt.libvirtError as err:
+                        _log(f"{name}: could not raise max downtime: {err}")
+                if time.monotonic() >= next_progress:
+                    _log(policy.progress_line(name, snapshot, stale_s=stale_s))
+                    next_progress = time.monotonic() + PROGRESS_EVERY_S
+        finally:
+            reader.stop()
         seconds = time.monotonic() - started
         if "error" in outcome or aborted:
             where = self._recover(source_conn, name, placement.host)

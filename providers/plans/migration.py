@@ -6,7 +6,7 @@ stats every ~0.5 s and acts on the answer; tests feed scripted timelines instead
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 MIB = 1024 * 1024
 
@@ -16,6 +16,8 @@ MIB = 1024 * 1024
 DOWNTIME_FIRST_STEP_ITERATION = 4
 DOWNTIME_STEP_EVERY = 2
 DOWNTIME_CEILING_MS = 2000
+# Say so in the progress line when libvirt has not answered a stats query for this long.
+STALE_NOTE_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,18 @@ class JobSnapshot:
             + float(stats.get("disk_bps", 0) or 0),
         )
 
+    def with_rate_since(self, previous: JobSnapshot | None) -> JobSnapshot:
+        """libvirt reports no rate for the disk mirror: derive one from the bytes copied
+        since an earlier snapshot when its own figure is 0."""
+        if self.bytes_per_s > 0 or previous is None or self.elapsed_s <= previous.elapsed_s:
+            return self
+        copied = (self.memory_processed + self.disk_processed) - (
+            previous.memory_processed + previous.disk_processed
+        )
+        if copied <= 0:
+            return self
+        return replace(self, bytes_per_s=copied / (self.elapsed_s - previous.elapsed_s))
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -83,8 +97,8 @@ def decide(
     return Decision()
 
 
-def progress_line(name: str, snapshot: JobSnapshot) -> str:
-    """One line of progress for the `pulumi up` output."""
+def progress_line(name: str, snapshot: JobSnapshot, stale_s: float = 0.0) -> str:
+    """One line of progress for the `pulumi up` output (`stale_s`: age of the stats)."""
     remaining = snapshot.memory_remaining + snapshot.disk_remaining
     rate = snapshot.bytes_per_s
     eta = f"{remaining / rate:.1f} s" if rate > 0 else "?"
@@ -96,4 +110,5 @@ def progress_line(name: str, snapshot: JobSnapshot) -> str:
         f"RAM {snapshot.memory_remaining // MIB}/{snapshot.memory_total // MIB} MiB left, "
         f"disk {snapshot.disk_remaining // MIB}/{snapshot.disk_total // MIB} MiB left, "
         f"{rate / MIB:.0f} MiB/s, ETA {eta}"
+        + (f" (libvirt busy, stats {stale_s:.0f} s old)" if stale_s >= STALE_NOTE_S else "")
     )

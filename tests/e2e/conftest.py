@@ -1,90 +1,35 @@
 """End-to-end: the real CLI runs glidepath's own program on a copy of the lab stack.
 
 The copy (`stacks/Pulumi.e2e.yaml`, git-ignored) lets tests change `host:` lines as a
-user would without touching the committed lab stack.
+user would without touching the committed lab stack. The stack handles live in
+lab/stacks.py (the benchmarks use them too).
 """
 
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from pulumi import automation as auto
 
 from engine import PROJECT_ROOT
 from engine.workspace import project_stack
+from lab import baseline
+from lab.stacks import (
+    GeneratedStack,
+    LabStack,
+    lab_hosts,
+    lab_vm,
+    new_generated_stack,
+    remove_generated_stack,
+)
+
+__all__ = ["GeneratedStack", "LabStack", "host_network", "lab_hosts", "lab_vm"]
 
 STACK = "e2e"
 STACK_FILE = PROJECT_ROOT / "stacks" / f"Pulumi.{STACK}.yaml"
 DISK = "/var/lib/libvirt/images/blog.img"
-
-
-class LabStack:
-    """The e2e stack with the operations a user does, and their captured output."""
-
-    def __init__(self, stack: auto.Stack) -> None:
-        self.stack = stack
-        self.output: list[str] = []
-        self.steps: list[tuple[str, str, str]] = []  # (op, type, urn) of the last run
-        self.refreshing = False
-        self.before_first_up: dict[str, dict[str, str]] = {}
-        self.ups = 0
-
-    def _event(self, event: auto.EngineEvent) -> None:
-        pre, outputs = event.resource_pre_event, event.res_outputs_event
-        # A refresh announces every resource as "refresh"; what it found (same, update
-        # for drift, delete for gone) comes with the outputs event.
-        if pre is not None and pre.metadata.op.value != "refresh":
-            self.steps.append((str(pre.metadata.op.value), pre.metadata.type, pre.metadata.urn))
-        elif outputs is not None and self.refreshing:
-            meta = outputs.metadata
-            self.steps.append((str(meta.op.value), meta.type, meta.urn))
-
-    def changes(self) -> list[tuple[str, str, str]]:
-        """The last run's steps that change something. The self StackReference
-        (components/previous.py) is re-read on every run and is no change of ours."""
-        return [
-            step
-            for step in self.steps
-            if step[0] not in ("same", "read") and step[1] != "pulumi:pulumi:StackReference"
-        ]
-
-    def _sink(self, line: str) -> None:
-        self.output.append(line)
-        print(line)
-
-    def set_vm_host(self, vm: str, host: str) -> None:
-        self.stack.set_config(f"glidepath:vms.{vm}.host", auto.ConfigValue(host), path=True)
-
-    def up(self) -> auto.UpResult:
-        self.output, self.steps = [], []
-        return self.stack.up(on_output=self._sink, on_event=self._event, color="never")
-
-    def preview(self) -> auto.PreviewResult:
-        self.output, self.steps = [], []
-        # With --diff the CLI writes the providers' messages (the move's plan) to stderr.
-        return self.stack.preview(
-            diff=True,
-            on_output=self._sink,
-            on_error=self._sink,
-            on_event=self._event,
-            color="never",
-        )
-
-    def refresh(self) -> auto.RefreshResult:
-        self.output, self.steps, self.refreshing = [], [], True
-        try:
-            return self.stack.refresh(on_output=self._sink, on_event=self._event, color="never")
-        finally:
-            self.refreshing = False
-
-    def outputs(self) -> dict[str, Any]:
-        return {key: value.value for key, value in self.stack.outputs().items()}
 
 
 def _text(lab: Any, host: str, *argv: str) -> str:
@@ -129,102 +74,6 @@ def lab_stack(lab: Any) -> Iterator[LabStack]:
                 lab.run(host, ["rm", "-f", "--", DISK], timeout=30)
 
 
-# --- generated stacks: several VMs, derived from the committed lab stack -------------
-
-LAB_STACK_FILE = PROJECT_ROOT / "stacks" / "Pulumi.lab.yaml"
-IMAGES = "/var/lib/libvirt/images"
-
-
-def lab_vm(name: str, vif: int, host: str, **extra: Any) -> dict[str, Any]:
-    """A VM entry like the lab stack's `blog`, for vifN (IP 203.0.113.N+2); `extra`
-    overrides fields (memory_mib, disks, migration, ...)."""
-    raw = yaml.safe_load(LAB_STACK_FILE.read_text())
-    blog = raw["config"]["glidepath:vms"]["blog"]
-    ip = f"203.0.113.{vif + 2}"
-    boot = dict(blog["boot"])
-    boot["cmdline"] = f"console=ttyS0 panic=-1 gp.ip={ip} gp.prefix=203.0.113.0/29 gp.name={name}"
-    return {
-        **blog,
-        "host": host,
-        "ip": ip,
-        "vif": f"vif{vif}",
-        "disks": [{"path": f"{IMAGES}/{name}.img", "size_mib": 64}],
-        "boot": boot,
-        **extra,
-    }
-
-
-def lab_hosts() -> list[str]:
-    """Every hypervisor the lab has now (it may have grown since the session started)."""
-    import lab as lab_module
-
-    return list(lab_module.status()["hosts"])
-
-
-class GeneratedStack(LabStack):
-    """A LabStack whose config file (`stacks/Pulumi.e2e-<name>.yaml`) the test edits as a
-    whole: `config` is its `config:` mapping; `save()` writes it back."""
-
-    def __init__(self, stack: auto.Stack, path: Path, raw: dict[str, Any]) -> None:
-        super().__init__(stack)
-        self.path = path
-        self.raw = raw
-        self.stamped: list[tuple[float, str]] = []  # (time.monotonic(), line), every run
-
-    def _sink(self, line: str) -> None:
-        self.stamped.append((time.monotonic(), line))
-        super()._sink(line)
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return dict(self.raw["config"])
-
-    def vms(self) -> dict[str, dict[str, Any]]:
-        return dict(self.raw["config"]["glidepath:vms"])
-
-    def save(self) -> None:
-        self.path.write_text(yaml.safe_dump(self.raw, sort_keys=False))
-
-    def set(self, key: str, value: Any) -> None:
-        """Set `glidepath:<key>` (a whole top-level value) and save."""
-        self.raw["config"][f"glidepath:{key}"] = value
-        self.save()
-
-    def move(self, vm: str, host: str) -> None:
-        self.raw["config"]["glidepath:vms"][vm]["host"] = host
-        self.save()
-
-    def set_upstream(self, network: str, upstream: str) -> None:
-        self.raw["config"]["glidepath:networks"][network]["upstream"] = upstream
-        self.save()
-
-    def disks(self) -> list[str]:
-        return [d["path"] for vm in self.vms().values() for d in vm.get("disks", [])]
-
-    def up(self) -> auto.UpResult:
-        # Known bug (README, Engine notes): a brand-new stack's self StackReference
-        # (components/previous.py) can race the engine writing the stack's first
-        # checkpoint ("failed to load checkpoint: EOF"); nothing reached a host then.
-        # Only the first `up` of a stack gets one more try.
-        first = self.ups == 0
-        self.ups += 1
-        try:
-            return super().up()
-        except auto.CommandError as err:
-            if not first or "failed to load checkpoint" not in str(err):
-                raise
-            return super().up()
-
-
-def _remove_vm_everywhere(lab: Any, names: list[str], disks: list[str]) -> None:
-    for host in lab_hosts():
-        for name in names:
-            lab.run(host, ["virsh", "destroy", name], check=False, timeout=30)
-            lab.run(host, ["virsh", "undefine", name], check=False, timeout=30)
-        if disks:
-            lab.run(host, ["rm", "-f", "--", *disks], check=False, timeout=30)
-
-
 @pytest.fixture(scope="module")
 def generated_stacks(
     lab: Any,
@@ -236,30 +85,13 @@ def generated_stacks(
     made: list[GeneratedStack] = []
 
     def make(name: str, vms: dict[str, dict[str, Any]]) -> GeneratedStack:
-        stack_name = f"e2e-{name}"
-        path = PROJECT_ROOT / "stacks" / f"Pulumi.{stack_name}.yaml"
-        raw = yaml.safe_load(LAB_STACK_FILE.read_text())
-        raw["config"]["glidepath:vms"] = vms
-        disks = [d["path"] for vm in vms.values() for d in vm.get("disks", [])]
-        _remove_vm_everywhere(lab, list(vms), disks)
-        path.write_text(yaml.safe_dump(raw, sort_keys=False))
-        handle = GeneratedStack(project_stack(stack_name), path, raw)
+        handle = new_generated_stack(f"e2e-{name}", vms)
         made.append(handle)
         return handle
 
     try:
         yield make
     finally:
-        from lab import baseline
-
         for handle in reversed(made):
-            name = handle.stack.name
-            try:
-                handle.stack.destroy(on_output=print, color="never")
-            except Exception as err:  # cleanup goes on: hosts are cleaned by hand below
-                print(f"destroy of {name} failed: {err}")
-            finally:
-                handle.stack.workspace.remove_stack(name, force=True)
-                handle.path.unlink(missing_ok=True)
-                _remove_vm_everywhere(lab, list(handle.vms()), handle.disks())
+            remove_generated_stack(handle)
         baseline.switch_core("old")

@@ -131,3 +131,26 @@ def test_preview_sentence() -> None:
     assert describe_move("blog", "old", "new", 64, 128, 100) == (
         "blog: live-migrate old -> new: copy 64 MiB disk + 128 MiB RAM, max downtime 100 ms"
     )
+
+
+def test_rate_of_the_disk_mirror_is_derived_from_bytes_copied() -> None:
+    # libvirt reports disk_bps 0 while the NBD mirror runs: the rate comes from the delta.
+    first = JobSnapshot(
+        10.0, disk_total=320 * MIB, disk_remaining=300 * MIB, disk_processed=20 * MIB
+    )
+    second = JobSnapshot(
+        12.0, disk_total=320 * MIB, disk_remaining=298 * MIB, disk_processed=22 * MIB
+    )
+    assert second.with_rate_since(first).bytes_per_s == MIB
+    assert "1 MiB/s, ETA 298.0 s" in progress_line("vm", second.with_rate_since(first))
+    # A figure libvirt does report is kept; no previous snapshot or no progress: unchanged.
+    reported = JobSnapshot(12.0, disk_processed=22 * MIB, bytes_per_s=5 * MIB)
+    assert reported.with_rate_since(first).bytes_per_s == 5 * MIB
+    assert second.with_rate_since(None) == second
+    assert first.with_rate_since(first) == first
+
+
+def test_progress_line_says_when_libvirt_is_busy() -> None:
+    snapshot = JobSnapshot(10.0, disk_total=64 * MIB, disk_remaining=32 * MIB)
+    assert "libvirt busy" not in progress_line("vm", snapshot, stale_s=1.0)
+    assert progress_line("vm", snapshot, stale_s=12.4).endswith("(libvirt busy, stats 12 s old)")

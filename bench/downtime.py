@@ -1,0 +1,310 @@
+"""Downtime and overhead of a move through `pulumi up`, against the blog's procedure by
+hand, in the same run on the lab (issue 6).
+
+    .venv/bin/python bench/downtime.py --runs 5      (or: make bench-downtime)
+
+1. glidepath: a lab stack with one VM (`blog`, like the committed lab stack); N round
+   trips old -> new -> old, each move a real `pulumi up` after changing `host:`;
+2. baseline: the same VM shape started by hand, N round trips with lab.baseline's
+   hand_migrate (the blog's tunnel, vm-out table, mark, `virsh migrate`, switch, unmark).
+During every move the client pings the VM every 10 ms through core. Per move: the
+longest reply gap, QEMU's downtime, the total time (the `pulumi up` wall time; the hand
+procedure from opening its tunnel to closing it), and the guest's lost disk writes.
+Results: a table, bench/results/downtime-<time>.json and .png (the probe timeline of one
+move of each kind with its phases), and a last line of key=value pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+if not __package__:  # run as a script: the repository's packages are importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import lab
+from bench.common import key_values, median, results_path, save_json, say, table
+from lab import baseline, guest
+from lab.probe import ProbeResult, probe, start_probe
+from lab.stacks import GeneratedStack, generated_stack, lab_vm
+
+VM, VIF = "blog", 0
+HAND_VM = "hand"
+PROBE_S = 180.0
+
+
+@dataclass
+class MoveResult:
+    kind: str  # "glidepath" or "baseline"
+    run: int
+    source: str
+    target: str
+    gap_ms: float
+    lost_pings: int
+    qemu_downtime_ms: float | None
+    total_s: float
+    migrate_s: float | None
+    lost_writes: int
+    # Phases in seconds since the probe started: name -> time.
+    phases: dict[str, float] = field(default_factory=dict)
+    timeline: dict[str, Any] = field(default_factory=dict)
+
+
+def _timeline(result: ProbeResult) -> dict[str, Any]:
+    return {
+        "interval_s": result.interval_s,
+        "duration_s": result.duration_s,
+        "replies": result.replies,
+    }
+
+
+def wait_answers(ip: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if probe(ip, 1).received:
+            return
+    raise SystemExit(f"bench: {ip} does not answer from the client after {seconds:.0f} s")
+
+
+def lost_writes(host: str, disk: str) -> int:
+    return sum(b - a + 1 for a, b in guest.sequence_gaps(guest.read_sequence(host, disk)))
+
+
+# Lines of the `pulumi up` output that mark the phases of a move.
+PHASE_LINES = {
+    "migration starts": re.compile(rf"\b{VM}: migrating \w+ -> \w+$"),
+    "migration done": re.compile(rf"\b{VM}: moved \w+ -> \w+ in"),
+    "switch": re.compile(r"\bnet0: switching "),
+    "first direct packet": re.compile(r"\bnet0: first packet on "),
+}
+
+
+def glidepath_move(stack: GeneratedStack, run: int, source: str, target: str) -> MoveResult:
+    disk = stack.disks()[0]
+    stack.move(VM, target)
+    stack.stamped.clear()
+    clock_offset = time.time() - time.monotonic()
+    running = start_probe(lab_vm(VM, VIF, target)["ip"], PROBE_S)
+    started = time.monotonic()
+    try:
+        outcome = stack.up()
+    finally:
+        timeline = running.stop()
+    total = time.monotonic() - started
+    if outcome.summary.result != "succeeded":
+        raise SystemExit(f"bench: pulumi up failed: {outcome.summary}")
+    migration = stack.outputs()["last_migrations"][VM]
+    phases: dict[str, float] = {"pulumi up": started + clock_offset - timeline.started_at}
+    for at, line in stack.stamped:
+        for phase, pattern in PHASE_LINES.items():
+            if phase not in phases and pattern.search(line.rstrip()):
+                phases[phase] = at + clock_offset - timeline.started_at
+    wait_answers(timeline.target)
+    return MoveResult(
+        "glidepath",
+        run,
+        source,
+        target,
+        timeline.longest_gap_ms,
+        timeline.lost,
+        float(migration["downtime_ms"]),
+        total,
+        float(migration["seconds"]),
+        lost_writes(target, disk),
+        phases,
+        _timeline(timeline),
+    )
+
+
+def hand_move(vm: guest.VmSpec, run: int, source: str, target: str) -> MoveResult:
+    running = start_probe(vm.ip, PROBE_S)
+    time.sleep(0.5)
+    try:
+        hand = baseline.hand_migrate(vm.name, source, target, disk_path=vm.disk_path)
+    finally:
+        timeline = running.stop()
+    start = hand.migrate_started_at - timeline.started_at
+    phases = {
+        "migration starts": start,
+        "migration done": start + hand.migrate_s,
+        "switch": hand.switched_at - timeline.started_at,
+    }
+    if hand.first_direct_packet_s is not None:
+        phases["first direct packet"] = phases["switch"] + hand.first_direct_packet_s
+    wait_answers(vm.ip)
+    return MoveResult(
+        "baseline",
+        run,
+        source,
+        target,
+        timeline.longest_gap_ms,
+        timeline.lost,
+        hand.libvirt_downtime_ms,
+        hand.total_s,
+        hand.migrate_s,
+        lost_writes(target, vm.disk_path),
+        phases,
+        _timeline(timeline),
+    )
+
+
+def plot(moves: list[MoveResult], path: Path) -> None:
+    """The probe timeline (reply round-trip times; lost pings as gaps) of the move with
+    the median gap of each kind, its phases marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds = ["glidepath", "baseline"]
+    fig, axes = plt.subplots(len(kinds), 1, figsize=(11, 7), squeeze=False)
+    for ax, kind in zip(axes[:, 0], kinds, strict=True):
+        of_kind = sorted((m for m in moves if m.kind == kind), key=lambda m: m.gap_ms)
+        if not of_kind:
+            continue
+        move = of_kind[len(of_kind) // 2]
+        interval = move.timeline["interval_s"]
+        replies = move.timeline["replies"]
+        xs = [received for _seq, received in replies]
+        rtts = [(received - seq * interval) * 1000 for seq, received in replies]
+        ax.plot(xs, rtts, ".", markersize=2, color="tab:blue", label="reply (RTT)")
+        for (name, at), color in zip(
+            sorted(move.phases.items(), key=lambda p: p[1]),
+            ["tab:gray", "tab:orange", "tab:green", "tab:red", "tab:purple"],
+            strict=False,
+        ):
+            ax.axvline(at, color=color, linestyle="--", linewidth=1, label=name)
+        ax.set_title(
+            f"{kind}: {move.source} -> {move.target} (run {move.run}), longest gap "
+            f"{move.gap_ms:.0f} ms, QEMU downtime {move.qemu_downtime_ms or 0:.0f} ms"
+        )
+        ax.set_xlabel("seconds since the probe started")
+        ax.set_ylabel("ping RTT, ms")
+        ax.set_yscale("log")
+        ax.legend(loc="upper left", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5, help="round trips of each kind")
+    args = parser.parse_args()
+    runs = max(1, args.runs)
+    say("bench: bringing the lab up")
+    lab.up()
+    moves: list[MoveResult] = []
+
+    say(f"bench: glidepath, {runs} round trips old -> new -> old through `pulumi up`")
+    with generated_stack("bench-downtime", {VM: lab_vm(VM, VIF, "old")}) as stack:
+        stack.echo = False  # the table says what matters; the JSON keeps the rest
+        if stack.up().summary.result != "succeeded":
+            raise SystemExit("bench: the first pulumi up failed")
+        wait_answers(lab_vm(VM, VIF, "old")["ip"])
+        for run in range(1, runs + 1):
+            for source, target in (("old", "new"), ("new", "old")):
+                moves.append(glidepath_move(stack, run, source, target))
+                say(f"bench: {_describe(moves[-1])}")
+
+    say(f"bench: baseline, {runs} round trips by hand (the blog's procedure)")
+    vm = guest.VmSpec(HAND_VM, vif=VIF)
+    for host in ("old", "new"):
+        guest.remove_vm(host, vm.name)
+        lab.run(host, ["rm", "-f", "--", vm.disk_path], check=False, timeout=30)
+    baseline.switch_core("old")
+    guest.start_vm("old", vm)
+    try:
+        wait_answers(vm.ip)
+        for run in range(1, runs + 1):
+            for source, target in (("old", "new"), ("new", "old")):
+                moves.append(hand_move(vm, run, source, target))
+                say(f"bench: {_describe(moves[-1])}")
+    finally:
+        for host in ("old", "new"):
+            guest.remove_vm(host, vm.name)
+            lab.run(host, ["rm", "-f", "--", vm.disk_path], check=False, timeout=30)
+        baseline.switch_core("old")
+
+    return report(moves, runs)
+
+
+def _describe(move: MoveResult) -> str:
+    return (
+        f"{move.kind} run {move.run} {move.source}->{move.target}: gap {move.gap_ms:.0f} ms "
+        f"({move.lost_pings} pings lost), QEMU downtime {move.qemu_downtime_ms} ms, "
+        f"total {move.total_s:.2f} s, lost writes {move.lost_writes}"
+    )
+
+
+def report(moves: list[MoveResult], runs: int) -> int:
+    say(
+        table(
+            ["kind", "run", "move", "gap_ms", "lost", "qemu_ms", "migrate_s", "total_s", "writes"],
+            [
+                [
+                    m.kind,
+                    m.run,
+                    f"{m.source}->{m.target}",
+                    round(m.gap_ms),
+                    m.lost_pings,
+                    m.qemu_downtime_ms,
+                    m.migrate_s,
+                    m.total_s,
+                    m.lost_writes,
+                ]
+                for m in moves
+            ],
+        )
+    )
+
+    def p50(kind: str, attribute: str) -> float:
+        return median([getattr(m, attribute) for m in moves if m.kind == kind])
+
+    gap, base_gap = p50("glidepath", "gap_ms"), p50("baseline", "gap_ms")
+    total, base_total = p50("glidepath", "total_s"), p50("baseline", "total_s")
+    say(
+        table(
+            ["median of", "glidepath", "baseline", "ratio"],
+            [
+                ["longest gap, ms", gap, base_gap, gap / base_gap],
+                [
+                    "QEMU downtime, ms",
+                    p50("glidepath", "qemu_downtime_ms"),
+                    p50("baseline", "qemu_downtime_ms"),
+                    None,
+                ],
+                ["migration, s", p50("glidepath", "migrate_s"), p50("baseline", "migrate_s"), None],
+                ["total, s", total, base_total, total / base_total],
+            ],
+        )
+    )
+    json_path = results_path("downtime", "json")
+    save_json(json_path, {"runs": runs, "moves": [asdict(m) for m in moves]})
+    png_path = json_path.with_suffix(".png")
+    plot(moves, png_path)
+    say(f"bench: {len(moves)} moves ({runs} round trips of each kind); {json_path}, {png_path}")
+    lost = sum(m.lost_writes for m in moves)
+    if lost:
+        say(f"bench: WARNING: {lost} guest writes lost")
+    say(
+        key_values(
+            {
+                "downtime_ms_p50": round(gap),
+                "baseline_downtime_ms_p50": round(base_gap),
+                "total_s_p50": round(total, 2),
+                "baseline_total_s_p50": round(base_total, 2),
+                "overhead_ratio": round(total / base_total, 2),
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
