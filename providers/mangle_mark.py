@@ -67,7 +67,7 @@ def parse_chain(value: Any) -> str:
 
 
 def parse_comment(value: Any) -> str:
-    if not isinstance(value, str) or not _COMMENT.match(value):
+    if not isinstance(value, str) or not _COMMENT.fullmatch(value):
         raise validate.Invalid(
             f"{value!r} must be 'glidepath' or 'glidepath <words>' (letters, digits, "
             "' _.:/=-'; at most 210 characters): the comment is how glidepath finds its rules"

@@ -38,9 +38,9 @@ def is_unknown(value: Any) -> bool:
 def interface_name(value: Any, *, wildcard: bool = False) -> str:
     if not isinstance(value, str):
         raise Invalid(f"must be an interface name, got {value!r}")
-    if wildcard and _IFNAME_WILDCARD.match(value):
+    if wildcard and _IFNAME_WILDCARD.fullmatch(value):
         return value
-    if not _IFNAME.match(value):
+    if not _IFNAME.fullmatch(value):
         suffix = " (or a prefix ending in '+')" if wildcard else ""
         raise Invalid(
             f"{value!r} is not an interface name: 1-15 characters, a letter first, "
@@ -50,7 +50,7 @@ def interface_name(value: Any, *, wildcard: bool = False) -> str:
 
 
 def name(value: Any, what: str = "name") -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise Invalid(
             f"{value!r} is not a valid {what}: a letter, then letters, digits, '_' or '-' "
             "(at most 63)"
@@ -133,7 +133,7 @@ def sysctl_key(value: Any) -> str:
     if not isinstance(value, str):
         raise Invalid(f"must be a sysctl key, got {value!r}")
     key = value.strip().replace("/", ".")
-    if not _SYSCTL_KEY.match(key) or len(key) > 200:
+    if not _SYSCTL_KEY.fullmatch(key) or len(key) > 200:
         raise Invalid(f"{value!r} is not a sysctl key (like net.ipv4.ip_forward)")
     return key
 

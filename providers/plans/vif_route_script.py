@@ -25,7 +25,7 @@ _PATH = re.compile(r"^(/[A-Za-z0-9_.-]+)+$")
 def check_path(path: str) -> str:
     """An absolute file path without '..', '.', '//' or characters a shell would read."""
     parts = path.split("/")[1:]
-    if not _PATH.match(path) or any(part in (".", "..") for part in parts):
+    if not _PATH.fullmatch(path) or any(part in (".", "..") for part in parts):
         raise PlanError(
             f"{path!r} is not an absolute file path of plain components "
             "(letters, digits, '_', '.', '-'; no '..')"
@@ -71,7 +71,7 @@ def render(path: str, routes: Mapping[str, str]) -> str:
     arms: list[str] = []
     seen: dict[str, str] = {}
     for vif in sorted(routes):
-        if not _VIF.match(vif):
+        if not _VIF.fullmatch(vif):
             raise PlanError(f"routes: {vif!r} is not a plain interface name")
         try:
             address = ipaddress.IPv4Address(str(routes[vif]).strip())

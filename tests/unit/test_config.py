@@ -64,6 +64,10 @@ def _broken(path: list[Any], value: Any) -> dict[str, Any]:
         (["vms", "blog", "ip"], "203.0.113.9", "glidepath:vms.blog.ip"),
         (["vms", "blog", "host"], "nowhere", "glidepath:vms.blog.host"),
         (["vms", "blog", "vif"], "vif0;reboot", "glidepath:vms.blog.vif"),
+        # A Python regex's `$` also matches before a final newline: names are fullmatched.
+        (["vms", "blog", "vif"], "vif0\n", "glidepath:vms.blog.vif"),
+        (["vms", "blog", "network"], "net0\n", "glidepath:vms.blog.network"),
+        (["hosts", "old", "user"], "root\n", "glidepath:hosts.old.user"),
         (["networks", "net0", "prefix"], "203.0.113.1/29", "glidepath:networks.net0.prefix"),
         (["networks", "net0", "table"], {"id": 300}, "glidepath:networks.net0.table.id"),
         (["hosts", "new", "address"], "198.18.1.2", "glidepath:hosts.new.address"),
