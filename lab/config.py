@@ -17,6 +17,12 @@ def host_uuid(name: str) -> str:
     return str(uuid.uuid5(_UUID_NS, f"glidepath-lab-host-{name}"))
 
 
+# bash reads ~/.bashrc for every command sshd runs. This machine's root bashrc starts
+# pyenv (dozens of processes): 85 ms on every SSH command, which no real hypervisor has
+# and which swamped what the benchmarks measure. Lab hosts get this one instead.
+LAB_BASHRC = "# glidepath lab host: nothing to do for non-interactive commands.\n"
+
+
 def sshd_config(listen: str, host_key: Path, pid_file: Path, authorized_keys: str) -> str:
     """sshd for a lab host: root by key only, tunnels allowed, no PAM."""
     return f"""\

@@ -383,6 +383,7 @@ def _write_host_files(
     write_file(ssh / "config", config.host_ssh_config(), 0o600)
     write_file(ssh / "known_hosts", _known_hosts_text(hosts, host_pubs), 0o644)
     write_file(d / "hosts", config.hosts_file(h.name, hosts))
+    write_file(d / "bashrc", config.LAB_BASHRC)
     write_file(d / "rt_tables", config.rt_tables())
     write_file(
         d / "sshd_config",
@@ -441,6 +442,8 @@ def _setup_hypervisor_mounts(state: State, h: t.Hypervisor) -> None:
             Path(inside_path).mkdir(parents=True)
         inside("mount", "--bind", str(h.state_dir / sub), inside_path)
     inside("mount", "--bind", str(t.host_cache_dir(h.name)), t.HOST_CACHE_BIND)
+    if Path(t.ROOT_BASHRC).exists():
+        inside("mount", "--bind", str(h.state_dir / "bashrc"), t.ROOT_BASHRC)
     # A fresh sysfs shows the net devices of the namespace that mounts it. The
     # old /sys and its cgroup submounts must go first: libvirt reads mountinfo,
     # and shadowed v1 cgroup mounts make `virsh start` fail with "Failed to
@@ -504,7 +507,17 @@ def _setup_core_sshd(client_pub: str) -> None:
             str(d / "authorized_keys"),
         ),
     )
-    run(t.CORE, ["/usr/sbin/sshd", "-f", str(d / "sshd_config"), "-E", str(d / "sshd.log")])
+    sshd = ["/usr/sbin/sshd", "-f", str(d / "sshd_config"), "-E", str(d / "sshd.log")]
+    if Path(t.ROOT_BASHRC).exists():
+        # core has no mount namespace of its own: give its sshd one, with the lab's
+        # bashrc over the machine's (see config.LAB_BASHRC).
+        write_file(d / "bashrc", config.LAB_BASHRC)
+        sshd = [
+            "unshare", "--mount", "--propagation", "private", "sh", "-c",
+            'mount --bind "$1" "$2" && shift 2 && exec "$@"', "sh",
+            str(d / "bashrc"), t.ROOT_BASHRC, *sshd,
+        ]  # fmt: skip
+    run(t.CORE, sshd)
     _wait(lambda: _tcp_open(str(t.CORE_ADDRESS), 22, 0.5), "sshd on core", 10)
 
 

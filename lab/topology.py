@@ -175,6 +175,9 @@ HOST_BINDS: tuple[tuple[str, str], ...] = (
     ("/etc/hosts", "hosts"),
     ("/etc/iproute2/rt_tables", "rt_tables"),
 )
+#: The machine's root bashrc, which bash reads for every command sshd runs: masked on lab
+#: hosts (config.LAB_BASHRC).
+ROOT_BASHRC = "/root/.bashrc"
 #: Kept in CACHE_DIR so QEMU's capability probe (5-8 s) survives `lab down`.
 HOST_CACHE_BIND = "/var/cache/libvirt"
 

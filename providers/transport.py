@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import shlex
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -240,6 +241,10 @@ class SshSession:
             transport = client.get_transport()
             if transport is not None:
                 transport.set_keepalive(15)
+                # Each command is a few small messages each way: without this, Nagle's
+                # algorithm meets the host's delayed ACK and every command waits ~40 ms.
+                if isinstance(transport.sock, socket.socket):
+                    transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.connections_opened += 1
             return client
         raise TransportError(

@@ -170,6 +170,7 @@ class UpstreamProvider(HostProvider):
             _log(f"{props['network']}: switching {props['prefix']} to {target} ({backend.kind})")
             backend.switch(host["address"])
             switched = time.monotonic() - started
+            backend.nudge(list(props.get("vm_addresses") or []))
             seen = watcher.next_line(timeout + 5)
             first_packet = time.monotonic() - started
             done = watcher.next_line(30)

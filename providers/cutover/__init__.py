@@ -24,6 +24,10 @@ class Backend(Protocol):
     def switch(self, address: str) -> None:
         """Route the prefix to `address`."""
 
+    def nudge(self, addresses: list[str]) -> None:
+        """Send a packet toward the VMs through the provider's network, where the backend
+        can, so a quiet network still shows its first direct packet (no-op otherwise)."""
+
     def unreachable(self, addresses: list[str]) -> list[str]:
         """Which VM addresses do not answer through the provider's network (if it can tell)."""
 

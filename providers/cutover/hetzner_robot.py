@@ -219,6 +219,9 @@ class HetznerRobot:
                 "first packet on the new host tells when it takes effect"
             )
 
+    def nudge(self, addresses: list[str]) -> None:
+        pass  # Robot cannot send traffic; real traffic is the evidence
+
     def unreachable(self, addresses: list[str]) -> list[str]:
         return []  # Robot cannot ping; the first direct packet is the evidence
 

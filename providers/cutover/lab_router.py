@@ -34,6 +34,11 @@ class LabRouter:
     def switch(self, address: str) -> None:
         self.router.run(["ip", "route", "replace", self.prefix, "via", address])
 
+    def nudge(self, addresses: list[str]) -> None:
+        # One ping from the router, not waited for: the cutover watches for its arrival.
+        for address in addresses[:1]:
+            self.router.start(["ping", "-n", "-q", "-c", "1", "-W", "1", address]).close()
+
     def unreachable(self, addresses: list[str]) -> list[str]:
         silent = []
         for address in addresses:

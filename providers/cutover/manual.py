@@ -20,5 +20,8 @@ class Manual:
             flush=True,
         )
 
+    def nudge(self, addresses: list[str]) -> None:
+        pass  # a person switches; real traffic is the evidence
+
     def unreachable(self, addresses: list[str]) -> list[str]:
         return []
