@@ -12,6 +12,7 @@ from components.host import HypervisorHost
 from components.link import HostLink
 from components.network import RoutedNetwork
 from components.previous import previous_outputs
+from components.summary import summary
 from components.vm import VirtualMachine
 
 config = load_config()
@@ -42,4 +43,14 @@ pulumi.export("upstreams", {name: network.upstream for name, network in networks
 pulumi.export(
     "vms", {name: vm.placement.host.apply(lambda h: h["name"]) for name, vm in vms.items()}
 )
-pulumi.export("last_migrations", {name: vm.placement.last_migration for name, vm in vms.items()})
+last_migrations = {name: vm.placement.last_migration for name, vm in vms.items()}
+last_cutovers = {name: network.last_cutover for name, network in networks.items()}
+pulumi.export("last_migrations", last_migrations)
+pulumi.export("last_cutovers", last_cutovers)
+# The closing summary: the CLI prints outputs last, so every `up` ends with what moved.
+pulumi.export(
+    "summary",
+    pulumi.Output.all(
+        pulumi.Output.from_input(last_migrations), pulumi.Output.from_input(last_cutovers)
+    ).apply(lambda both: summary(both[0], both[1])),
+)

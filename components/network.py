@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pulumi
 
@@ -194,3 +195,10 @@ class RoutedNetwork(pulumi.ComponentResource):
             # The cutover sets these marks at the switch; the resources adopt them after.
             self._declare_marks(pulumi.ResourceOptions(depends_on=[self.upstream_resource]))
         self.register_outputs({"upstream": self.upstream})
+
+    @property
+    def last_cutover(self) -> pulumi.Output[Any]:
+        """The Upstream's record of its last cutover (declared by `finish`)."""
+        if self.upstream_resource is None:
+            raise RuntimeError(f"{self.network.name}: finish() declares the Upstream first")
+        return self.upstream_resource.last_cutover

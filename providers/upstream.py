@@ -221,6 +221,7 @@ class UpstreamProvider(HostProvider):
             else None,
             "egress_switched_ms": round(egress_switched * 1000),
             "marks_done_ms": round(marks_done * 1000),
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
 
     def create(self, props: dict[str, Any]) -> CreateResult:

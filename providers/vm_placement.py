@@ -31,7 +31,7 @@ from providers.plans.domain import (
 from providers.transport import Endpoint, SshSession
 
 POLL_S = 0.5
-PROGRESS_EVERY_S = 1.0
+PROGRESS_EVERY_S = 5.0  # one line per phase change would hide a stall; every 5 s reads well
 KEEPALIVE_S = 5.0  # a call on the target's connection while the source copies
 SPEC_FIELDS = ("memory_mib", "vcpus", "vif", "mac", "disks", "boot", "domain_type")
 
@@ -355,9 +355,11 @@ class VmPlacementProvider(HostProvider):
         return checks
 
     def preflight(
-        self, olds: dict[str, Any], news: dict[str, Any]
+        self, olds: dict[str, Any], news: dict[str, Any], *, announce: bool = True
     ) -> tuple[list[str], dict[str, int]]:
-        """Read-only checks that a move can work. -> (disks to create, slices)."""
+        """Read-only checks that a move can work. -> (disks to create, slices).
+        `announce`: say so when they pass (the preview's diff does; the move repeats them
+        silently just before it starts)."""
         import libvirt
 
         problems: list[str] = []
@@ -414,6 +416,8 @@ class VmPlacementProvider(HostProvider):
                 f"{news['name']}: cannot move {source_name} -> {target.name}:\n  - "
                 + "\n  - ".join(problems)
             )
+        if not announce:
+            return create, slices
         _log(
             f"{news['name']}: pre-flight ok on {target.name} (libvirt "
             f"{_version(target_conn.getLibVersion())}, QEMU {_version(target_conn.getVersion())}, "
@@ -431,7 +435,7 @@ class VmPlacementProvider(HostProvider):
 
         name = news["name"]
         source_props = {**olds, "host": (olds.get("fleet") or {}).get(placement.host, olds["host"])}
-        create, slices = self.preflight(source_props, news)
+        create, slices = self.preflight(source_props, news, announce=False)
         target_ssh = self.session(news)
         for path in create:
             size_mib = next(int(d["size_mib"]) for d in news["disks"] if d["path"] == path)
@@ -546,6 +550,7 @@ class VmPlacementProvider(HostProvider):
             "seconds": round(seconds, 3),
             "downtime_ms": int(stats.get("downtime", 0)),
             "bytes": int(stats.get("memory_processed", 0)) + int(stats.get("disk_processed", 0)),
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         _log(
             f"{name}: moved {last['from']} -> {last['to']} in {last['seconds']:.1f} s, "

@@ -100,7 +100,7 @@ def test_bandwidth_limited_migration_longer_than_240_s(
     assert times[0] - started < 90
     assert span > MIN_SECONDS - 30
     assert longest_silence < 30
-    assert len(progress) > span / 5  # about one a second
+    assert len(progress) > span / 10  # about one every 5 s
 
     migration = stack.outputs()["last_migrations"][VM]
     print("last_migration:", migration)

@@ -108,6 +108,27 @@ def test_changing_host_moves_blog_live(
     assert migration["downtime_ms"] > 0
     assert lab_stack.outputs()["upstreams"] == {"net0": target}
 
+    # A readable `up`: one line per phase, in order, and a closing summary (the outputs,
+    # printed last) with the measured downtime.
+    text = "\n".join(lab_stack.output)
+    phases = [
+        f"blog: live-migrate {source} -> {target}",
+        f"blog: pre-flight ok on {target}",
+        f"blog: migrating {source} -> {target}",
+        f"blog: moved {source} -> {target} in",
+        f"net0: switching 203.0.113.0/29 to {target}",
+        f"net0: first packet on {target}",
+    ]
+    found = [text.find(phase) for phase in phases]
+    assert -1 not in found and found == sorted(found), list(zip(phases, found, strict=True))
+    assert text.count(f"blog: pre-flight ok on {target}") <= 2  # the live line + Diagnostics
+    outputs_section = text[text.rindex("Outputs:") :]
+    summary = lab_stack.outputs()["summary"]
+    assert summary["blog"].startswith(f"moved {source} -> {target} at "), summary
+    assert "QEMU downtime" in summary["blog"] and summary["blog"] in outputs_section
+    assert summary["net0"].startswith(f"cut over {source} -> {target} at "), summary
+    assert "first direct packet" in summary["net0"], summary
+
     lab_stack.preview()
     assert lab_stack.changes() == []
     lab_stack.refresh()
