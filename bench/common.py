@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,3 +57,28 @@ def key_values(pairs: dict[str, float | int | str]) -> str:
         return str(value)
 
     return " ".join(f"{k}={fmt(v)}" for k, v in pairs.items())
+
+
+def pulumi_cli(stack: str, *args: str) -> tuple[float, list[tuple[float, str]]]:
+    """Run the pulumi CLI on `stack` as a user (or a pipeline) does: non-interactive, no
+    stdin. Returns its wall time and its output lines stamped with time.time(); exits
+    with the output's tail if it fails. (The Automation API would add CLI calls of its
+    own, for outputs and history, to the time.)"""
+    from engine import PROJECT_ROOT, engine_env
+
+    started = time.time()
+    process = subprocess.Popen(
+        ["pulumi", *args, "--non-interactive", "--color", "never", "--stack", stack],
+        cwd=PROJECT_ROOT,
+        env=engine_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines = [(time.time(), line) for line in process.stdout]
+    if process.wait() != 0:
+        tail = "".join(line for _, line in lines[-30:])
+        raise SystemExit(f"bench: pulumi {args[0]} failed (exit {process.returncode}):\n{tail}")
+    return time.time() - started, lines

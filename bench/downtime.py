@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,8 +28,7 @@ if not __package__:  # run as a script: the repository's packages are importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import lab
-from bench.common import key_values, median, results_path, save_json, say, table
-from engine import PROJECT_ROOT, engine_env
+from bench.common import key_values, median, pulumi_cli, results_path, save_json, say, table
 from lab import baseline, guest
 from lab.probe import ProbeResult, probe, start_probe
 from lab.stacks import GeneratedStack, generated_stack, lab_vm
@@ -86,36 +84,13 @@ PHASE_LINES = {
 }
 
 
-def cli_up(stack: GeneratedStack) -> tuple[float, list[tuple[float, str]]]:
-    """`pulumi up` on the command line, as a user (or a pipeline) runs it; returns its wall
-    time and its output lines stamped with time.time(). The Automation API would add two
-    CLI calls of its own (outputs and history) to the time."""
-    argv = ["pulumi", "up", "--yes", "--skip-preview", "--non-interactive", "--color", "never"]
-    started = time.time()
-    process = subprocess.Popen(
-        [*argv, "--stack", stack.stack.name],
-        cwd=PROJECT_ROOT,
-        env=engine_env(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    lines = [(time.time(), line) for line in process.stdout]
-    if process.wait() != 0:
-        tail = "".join(line for _, line in lines[-30:])
-        raise SystemExit(f"bench: pulumi up failed (exit {process.returncode}):\n{tail}")
-    return time.time() - started, lines
-
-
 def glidepath_move(stack: GeneratedStack, run: int, source: str, target: str) -> MoveResult:
     disk = stack.disks()[0]
     stack.move(VM, target)
     running = start_probe(lab_vm(VM, VIF, target)["ip"], PROBE_S)
     started = time.time()
     try:
-        total, lines = cli_up(stack)
+        total, lines = pulumi_cli(stack.stack.name, "up", "--yes", "--skip-preview")
     finally:
         timeline = running.stop()
     migration = stack.outputs()["last_migrations"][VM]
