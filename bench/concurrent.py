@@ -1,0 +1,203 @@
+"""Moving several VMs in one `pulumi up` against moving them one by one (issue 6).
+
+    .venv/bin/python bench/concurrent.py [--counts 4,8]
+
+For each count N (4, then 8: the blog's whole /29) a generated lab stack runs N VMs on
+`old` (vif0..vifN-1, 203.0.113.0..N-1). Two ways to move them all to `new`:
+- together: every `host:` changed at once, one `pulumi up`;
+- one by one: one `host:` changed per `pulumi up` (the cutover comes with the last).
+Between them the VMs go back to `old` together (not measured). The client pings every VM
+every 10 ms throughout. Per VM: its longest reply gap; per way: the total time of the
+`pulumi up`(s) and when the cutover's switch happened (seconds after the first `up`
+started). Results: a table, bench/results/concurrent-<time>.json and .png (each VM's
+reply timeline for both ways, the switch marked), and a last line of key=value pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+if not __package__:  # run as a script: the repository's packages are importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import lab
+from bench.common import key_values, median, pulumi_cli, results_path, save_json, say, table
+from lab import guest
+from lab.probe import probe, start_probe
+from lab.stacks import GeneratedStack, generated_stack, lab_vm
+
+PROBE_S = 300.0
+SWITCH = re.compile(r"\bnet0: switching ")
+
+
+@dataclass
+class Way:
+    count: int
+    way: str  # "together" or "one by one"
+    total_s: float
+    ups: int
+    switch_at_s: float | None  # after the first `up` started
+    gaps_ms: dict[str, float]
+    lost_writes: dict[str, int]
+    timelines: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+
+
+def vm_spec(index: int, host: str) -> dict[str, Any]:
+    """Like the lab stack's blog, on vif<index> with 203.0.113.<index> (all 8 of the /29)."""
+    name = f"move{index}"
+    vm = lab_vm(name, index, host)
+    ip = f"203.0.113.{index}"
+    vm["ip"] = ip
+    vm["boot"] = {
+        **vm["boot"],
+        "cmdline": f"console=ttyS0 panic=-1 gp.ip={ip} gp.prefix=203.0.113.0/29 gp.name={name}",
+    }
+    return vm
+
+
+def wait_answers(ips: list[str], seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    waiting = list(ips)
+    while waiting and time.monotonic() < deadline:
+        waiting = [ip for ip in waiting if not probe(ip, 1).received]
+    if waiting:
+        raise SystemExit(f"bench: {', '.join(waiting)} do not answer after {seconds:.0f} s")
+
+
+def up(stack: GeneratedStack) -> tuple[float, float | None]:
+    """One CLI `pulumi up`: its time, and the time.time() of the cutover's switch."""
+    seconds, lines = pulumi_cli(stack.stack.name, "up", "--yes", "--skip-preview")
+    switched = next((at for at, line in lines if SWITCH.search(line)), None)
+    return seconds, switched
+
+
+def move(stack: GeneratedStack, count: int, way: str) -> Way:
+    names = list(stack.vms())
+    ips = {name: stack.vms()[name]["ip"] for name in names}
+    probes = {name: start_probe(ips[name], PROBE_S) for name in names}
+    started = time.time()
+    total, ups, switched_at = 0.0, 0, None
+    try:
+        batches = [names] if way == "together" else [[name] for name in names]
+        for batch in batches:
+            for name in batch:
+                stack.raw["config"]["glidepath:vms"][name]["host"] = "new"
+            stack.save()
+            seconds, switched = up(stack)
+            total, ups = total + seconds, ups + 1
+            switched_at = switched_at or switched
+    finally:
+        timelines = {name: running.stop() for name, running in probes.items()}
+    wait_answers(list(ips.values()))
+    result = Way(
+        count,
+        way,
+        total,
+        ups,
+        None if switched_at is None else switched_at - started,
+        {name: t.longest_gap_ms for name, t in timelines.items()},
+        {
+            name: sum(
+                b - a + 1
+                for a, b in guest.sequence_gaps(
+                    guest.read_sequence("new", stack.vms()[name]["disks"][0]["path"])
+                )
+            )
+            for name in names
+        },
+        # On one clock: seconds after the first `up` started, like switch_at_s.
+        {
+            name: [(seq, at + t.started_at - started) for seq, at in t.replies]
+            for name, t in timelines.items()
+        },
+    )
+    say(
+        f"bench: {count} VMs {way}: {total:.1f} s in {ups} up(s), switch at "
+        f"{result.switch_at_s if result.switch_at_s is None else round(result.switch_at_s, 1)}"
+        f" s, gaps (ms) {', '.join(f'{n} {g:.0f}' for n, g in result.gaps_ms.items())}"
+    )
+    return result
+
+
+def back_to_old(stack: GeneratedStack) -> None:
+    for vm in stack.raw["config"]["glidepath:vms"].values():
+        vm["host"] = "old"
+    stack.save()
+    up(stack)
+    wait_answers([vm["ip"] for vm in stack.vms().values()])
+
+
+def plot(ways: list[Way], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(ways), 1, figsize=(11, 2.2 * len(ways)), squeeze=False)
+    for ax, way in zip(axes[:, 0], ways, strict=True):
+        for row, (_name, replies) in enumerate(sorted(way.timelines.items())):
+            ax.plot([r for _, r in replies], [row] * len(replies), "|", markersize=4)
+        if way.switch_at_s is not None:
+            ax.axvline(way.switch_at_s, color="tab:red", linestyle="--", label="switch")
+            ax.legend(loc="upper right", fontsize=7)
+        ax.set_yticks(range(len(way.timelines)), sorted(way.timelines), fontsize=7)
+        ax.set_title(f"{way.count} VMs {way.way}: {way.total_s:.1f} s", fontsize=9)
+        ax.set_xlabel("seconds after the first up started (replies; blank is a gap)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--counts", default="4,8", help="how many VMs to move (at most 8)")
+    args = parser.parse_args()
+    counts = [int(n) for n in args.counts.split(",")]
+    if max(counts) > 8:
+        raise SystemExit("bench: at most 8 VMs (one /29)")
+    lab.up()
+    ways: list[Way] = []
+    for count in counts:
+        vms = {f"move{i}": vm_spec(i, "old") for i in range(count)}
+        with generated_stack(f"bench-concurrent-{count}", vms) as stack:
+            stack.echo = False
+            say(f"bench: {count} VMs on old")
+            up(stack)
+            wait_answers([vm["ip"] for vm in vms.values()])
+            ways.append(move(stack, count, "together"))
+            back_to_old(stack)
+            ways.append(move(stack, count, "one by one"))
+    return report(ways)
+
+
+def report(ways: list[Way]) -> int:
+    rows = [
+        [w.count, w.way, w.ups, w.total_s, w.switch_at_s,
+         round(median(list(w.gaps_ms.values()))), round(max(w.gaps_ms.values())),
+         sum(w.lost_writes.values())]
+        for w in ways
+    ]  # fmt: skip
+    headers = ["VMs", "way", "ups", "total_s", "switch_at_s", "gap_ms_p50", "gap_ms_max"]
+    say(table([*headers, "lost_writes"], rows))
+    json_path = results_path("concurrent", "json")
+    save_json(json_path, [asdict(w) for w in ways])
+    png_path = json_path.with_suffix(".png")
+    plot(ways, png_path)
+    say(f"bench: one run of each; {json_path}, {png_path}")
+    pairs: dict[str, float | int | str] = {}
+    for w in ways:
+        key = f"{w.count}_{'together' if w.way == 'together' else 'one_by_one'}"
+        pairs[f"total_s_{key}"] = round(w.total_s, 1)
+        pairs[f"gap_ms_max_{key}"] = round(max(w.gaps_ms.values()))
+    say(key_values(pairs))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
