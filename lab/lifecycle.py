@@ -470,6 +470,14 @@ def _ns_has_mount(h: t.Hypervisor, target: str) -> bool:
 def _start_hypervisor_daemons(h: t.Hypervisor) -> None:
     d = h.state_dir
     run(h.name, ["/usr/sbin/sshd", "-f", str(d / "sshd_config"), "-E", str(d / "sshd.log")])
+    start_libvirtd(h.name)
+    _wait(lambda: _tcp_open(str(h.address), 22, 0.5), f"sshd on {h.name}", 10)
+
+
+def start_libvirtd(host: str) -> int:
+    """Start a hypervisor's libvirtd as `lab up` does (also after a test killed it);
+    -> its PID. A libvirtd that starts while VMs run re-attaches to them."""
+    h = t.hypervisor(host)
     # Pinned to CPU 0: libvirt compares the host's CPUID with its cached QEMU
     # capabilities, and CPUID differs between this machine's CPUs, so an
     # unpinned libvirtd re-probed QEMU (7 s) on about every other start.
@@ -479,8 +487,16 @@ def _start_hypervisor_daemons(h: t.Hypervisor) -> None:
         ["taskset", "-c", "0", "libvirtd", "-d", "-p", "/run/libvirt/libvirtd.pid"],
         timeout=60,
     )
-    _wait(lambda: _tcp_open(str(h.address), 22, 0.5), f"sshd on {h.name}", 10)
     _wait(lambda: _pid_alive(h.libvirtd_pidfile) is not None, f"libvirtd pid on {h.name}", 10)
+    pid = _pid_alive(h.libvirtd_pidfile)
+    if pid is None:
+        raise LabError(f"libvirtd on {h.name} exited right after starting")
+    return pid
+
+
+def libvirtd_pid(host: str) -> int | None:
+    """The PID of a hypervisor's libvirtd, None if it is not running."""
+    return _pid_alive(t.hypervisor(host).libvirtd_pidfile)
 
 
 def _warm_up(h: t.Hypervisor, peer: t.Hypervisor) -> None:

@@ -399,6 +399,11 @@ def credentials_from_config(ssh_config: Any) -> SshCredentials:
 
 _libvirt_lock = threading.Lock()
 _libvirt_conns: dict[tuple[str, int, str], Any] = {}
+_libvirt_events: threading.Thread | None = None
+#: A libvirt connection that misses this many keepalive answers, this far apart, is
+#: closed (a dead host is noticed after about 5 * (3 + 1) = 20 s).
+LIBVIRT_KEEPALIVE_INTERVAL_S = 5
+LIBVIRT_KEEPALIVE_COUNT = 3
 _secret_dir: str | None = None
 
 
@@ -462,6 +467,7 @@ def libvirt_connection(endpoint: Endpoint, credentials: SshCredentials) -> Any:
                 cred[4] = "n"
             return 0
 
+        _start_libvirt_event_loop()
         auth = [[libvirt.VIR_CRED_ECHOPROMPT, libvirt.VIR_CRED_NOECHOPROMPT], refuse_prompts, None]
         last_error: Exception | None = None
         for attempt in range(CONNECT_ATTEMPTS):
@@ -487,8 +493,31 @@ def libvirt_connection(endpoint: Endpoint, credentials: SshCredentials) -> Any:
             import atexit
 
             atexit.register(close_libvirt)
+        # Without keepalive a call on a connection whose host vanished (a cut link) waits
+        # forever: migrate3 blocked for good in its Finish call on the target. With it,
+        # libvirt closes a connection that misses LIBVIRT_KEEPALIVE_COUNT answers in a
+        # row and the blocked call fails.
+        conn.setKeepAlive(LIBVIRT_KEEPALIVE_INTERVAL_S, LIBVIRT_KEEPALIVE_COUNT)
         _libvirt_conns[key] = conn
         return conn
+
+
+def _start_libvirt_event_loop() -> None:
+    """libvirt's client keepalive runs on an event loop: register the default one (before
+    the first connection opens) and run it in a daemon thread, once per process."""
+    global _libvirt_events
+    import libvirt
+
+    if _libvirt_events is not None:
+        return
+    libvirt.virEventRegisterDefaultImpl()
+
+    def loop() -> None:
+        while True:
+            libvirt.virEventRunDefaultImpl()
+
+    _libvirt_events = threading.Thread(target=loop, name="libvirt-events", daemon=True)
+    _libvirt_events.start()
 
 
 def close_libvirt() -> None:

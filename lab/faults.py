@@ -1,0 +1,114 @@
+"""Faults to inject into the lab while glidepath moves a VM, and how to undo each.
+
+Every change here is inside a lab namespace and is undone by its counterpart; processes
+are signalled by PID only (read from a pid file or /proc), never by name.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from lab import topology as t
+from lab.lifecycle import LabError, libvirtd_pid, start_libvirtd
+from lab.proc import run
+
+__all__ = [
+    "block_ssh",
+    "children",
+    "kill_libvirtd",
+    "kill_tunnel_ssh",
+    "libvirtd_pid",
+    "link_down",
+    "link_up",
+    "start_libvirtd",
+    "tunnel_keeper_pid",
+    "tunnel_ssh_pids",
+    "unblock_ssh",
+]
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of a process (all lab namespaces share the machine's PID space)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+    except OSError:
+        return []
+
+
+def tunnel_keeper_pid(host: str, peer: str, tun: int = 2) -> int:
+    """The keeper of tunN on `host` (toward `peer`), from its pid file in the host."""
+    address = t.hypervisor(peer).address
+    path = f"/run/glidepath/tunnel-tun{tun}-{address}.pid"
+    text = run(host, ["cat", "--", path], timeout=30).stdout
+    return int(text.split()[0])
+
+
+def tunnel_ssh_pids(host: str, peer: str, tun: int = 2) -> list[int]:
+    """The `ssh -w` processes the keeper on `host` runs (one while the link is kept)."""
+    keeper = tunnel_keeper_pid(host, peer, tun)
+    return [p for p in children(keeper) if _cmdline(p)[:1] == ["ssh"]]
+
+
+def kill_tunnel_ssh(host: str, peer: str, tun: int = 2) -> int:
+    """SIGKILL the `ssh -w` the keeper on `host` runs; -> the killed PID."""
+    keeper = tunnel_keeper_pid(host, peer, tun)
+    ssh = tunnel_ssh_pids(host, peer, tun)
+    if len(ssh) != 1:
+        raise LabError(f"keeper {keeper} on {host} has {len(ssh)} ssh children, expected 1")
+    os.kill(ssh[0], signal.SIGKILL)
+    return ssh[0]
+
+
+def kill_libvirtd(host: str, timeout: float = 10) -> int:
+    """SIGKILL a hypervisor's libvirtd (its QEMUs keep running); -> the killed PID."""
+    pid = libvirtd_pid(host)
+    if pid is None:
+        raise LabError(f"libvirtd on {host} is not running")
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while libvirtd_pid(host) == pid:
+        if time.monotonic() > deadline:
+            raise LabError(f"libvirtd {pid} on {host} survived SIGKILL for {timeout} s")
+        time.sleep(0.05)
+    return pid
+
+
+def link_down(host: str) -> None:
+    """Cut a hypervisor off: its veth's core end goes down (every path to it is via core)."""
+    run(t.CORE, ["ip", "link", "set", "dev", t.hypervisor(host).core_link, "down"], timeout=30)
+
+
+def link_up(host: str) -> None:
+    run(t.CORE, ["ip", "link", "set", "dev", t.hypervisor(host).core_link, "up"], timeout=30)
+
+
+def _ssh_rule(action: str) -> list[str]:
+    target = ["REJECT", "--reject-with", "tcp-reset"] if action == "reject" else ["DROP"]
+    # --syn: only connection attempts; sessions already open go on.
+    return ["INPUT", "-p", "tcp", "--dport", "22", "--syn", "-m", "comment", "--comment",
+            "glidepath-lab fault", "-j", *target]  # fmt: skip
+
+
+def block_ssh(host: str, action: str = "reject") -> None:
+    """New SSH connections to `host` are refused (reject) or go unanswered (drop);
+    established ones go on."""
+    if action not in ("reject", "drop"):
+        raise ValueError(action)
+    run(host, ["iptables", "-w", "-I", *_ssh_rule(action)], timeout=30)
+
+
+def unblock_ssh(host: str, action: str = "reject") -> None:
+    run(host, ["iptables", "-w", "-D", *_ssh_rule(action)], timeout=30)
