@@ -268,35 +268,48 @@ class SshSession:
     ) -> CommandResult:
         """Run argv on the host. check=True raises CommandError on a non-zero exit."""
         command = quote_argv(argv)
-        client = self._get_client()
+        if stdin is None:
+            command += " </dev/null"  # the host's shell gives it an empty stdin
         try:
-            channel_in, channel_out, channel_err = client.exec_command(command, timeout=timeout)
+            channel = self._open_channel()
         except paramiko.SSHException:
             # A connection that died between calls: reconnect once.
             with self._lock:
                 self._client = None
-            client = self._get_client()
-            channel_in, channel_out, channel_err = client.exec_command(command, timeout=timeout)
+            channel = self._open_channel()
+        # A bare channel, not exec_command's file objects: the stdin file sends an EOF
+        # when it is garbage-collected, and an EOF that reaches sshd after a fast command
+        # has ended and its channel is freed makes sshd drop the whole connection ("ieof
+        # packet referred to nonexistent channel"), failing every call sharing it.
+        channel.settimeout(timeout)
+        channel.exec_command(command)
         if stdin is not None:
-            channel_in.write(stdin)
-        channel_in.channel.shutdown_write()
+            channel.sendall(stdin.encode() if isinstance(stdin, str) else stdin)
+            channel.shutdown_write()  # the command reads until it: it cannot have ended
         try:
-            stdout = channel_out.read().decode(errors="replace")
-            stderr = channel_err.read().decode(errors="replace")
+            stdout = channel.makefile("rb").read().decode(errors="replace")
+            stderr = channel.makefile_stderr("rb").read().decode(errors="replace")
         except TimeoutError as err:
-            channel_out.channel.close()
+            channel.close()
             raise TransportError(
                 f"{self.endpoint.name}: `{command}` gave no output for {timeout:.0f} s"
             ) from err
-        status = channel_out.channel.recv_exit_status()
+        status = channel.recv_exit_status()
+        channel.close()
         result = CommandResult(tuple(argv), status, stdout, stderr)
         if check and status != 0:
             raise CommandError(self.endpoint.name, result)
         return result
 
+    def _open_channel(self) -> paramiko.Channel:
+        transport = self._get_client().get_transport()
+        if transport is None:
+            raise paramiko.SSHException("no transport")
+        return transport.open_session(timeout=CONNECT_TIMEOUT_S)
+
     def start(self, argv: Sequence[str]) -> RunningCommand:
         """Start argv and return at once (for a watcher such as tcpdump)."""
-        channel = self._get_client().get_transport().open_session()  # type: ignore[union-attr]
+        channel = self._open_channel()
         channel.exec_command(quote_argv(argv))
         return RunningCommand(self.endpoint.name, tuple(argv), channel)
 
@@ -395,7 +408,7 @@ def credentials_from_config(ssh_config: Any) -> SshCredentials:
     )
 
 
-# --- libvirt over the same SSH trust ------------------------------------------------
+# --- libvirt through the same SSH connection ----------------------------------------
 
 _libvirt_lock = threading.Lock()
 _libvirt_conns: dict[tuple[str, int, str], Any] = {}
@@ -404,48 +417,96 @@ _libvirt_events: threading.Thread | None = None
 #: closed (a dead host is noticed after about 5 * (3 + 1) = 20 s).
 LIBVIRT_KEEPALIVE_INTERVAL_S = 5
 LIBVIRT_KEEPALIVE_COUNT = 3
-_secret_dir: str | None = None
+_bridge_dir: str | None = None
+
+# What libvirt's own ssh transport runs on the host: the helper (libvirt >= 6.8), or
+# netcat on the daemon's socket for older hosts (the blog's CentOS 7 has libvirt 4.5).
+REMOTE_HELPER = ("virt-ssh-helper", "qemu:///system")
+REMOTE_NETCAT = ("nc", "-U", "/var/run/libvirt/libvirt-sock")
+HAS_HELPER = ("sh", "-c", "command -v virt-ssh-helper")
 
 
-def _secret_files(credentials: SshCredentials) -> tuple[str, str]:
-    """libvirt's libssh transport reads the key and known_hosts from files: write them
-    once per process into a private directory that is removed at exit."""
-    global _secret_dir
-    import atexit
-    import os
-    import shutil
-    import tempfile
+def _pump(local: socket.socket, channel: paramiko.Channel) -> None:
+    """Copy bytes both ways between libvirt's local socket and the SSH channel."""
+    import select
 
-    if _secret_dir is None:
-        _secret_dir = tempfile.mkdtemp(prefix="glidepath-")
-        atexit.register(shutil.rmtree, _secret_dir, True)
-    key_path = os.path.join(_secret_dir, "key")
-    known_path = os.path.join(_secret_dir, "known_hosts")
-    files = ((key_path, credentials.private_key), (known_path, credentials.known_hosts))
-    for path, content in files:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(content if content.endswith("\n") else content + "\n")
-    return key_path, known_path
+    try:
+        local_fd, channel_fd = local.fileno(), channel.fileno()
+        while True:
+            readable, _, _ = select.select([local_fd, channel_fd], [], [], 60)
+            if local_fd in readable:
+                data = local.recv(65536)
+                if not data:
+                    break
+                channel.sendall(data)
+            if channel_fd in readable:
+                data = channel.recv(65536)
+                if not data:
+                    break
+                local.sendall(data)
+    except OSError:
+        pass  # either side went away: close both
+    finally:
+        with contextlib.suppress(Exception):
+            channel.close()
+        with contextlib.suppress(Exception):
+            local.close()
 
 
-def libvirt_uri(endpoint: Endpoint, key_path: str, known_hosts_path: str) -> str:
-    from urllib.parse import quote, urlencode
+class _LibvirtBridge:
+    """A private local socket for libvirt whose every connection is a channel of the
+    host's SshSession running libvirt's remote helper: libvirt shares our one SSH
+    connection per host, with its host-key check, and no key file is written to disk."""
 
-    query = urlencode(
-        {
-            "keyfile": key_path,
-            "known_hosts": known_hosts_path,
-            "known_hosts_verify": "normal",  # unknown or changed key: refuse
-            "sshauth": "privkey",
-        }
-    )
-    host = f"[{endpoint.address}]" if ":" in endpoint.address else endpoint.address
-    return f"qemu+libssh://{quote(endpoint.user)}@{host}:{endpoint.port}/system?{query}"
+    def __init__(self, ssh: SshSession) -> None:
+        import os
+        import tempfile
+
+        global _bridge_dir
+        if _bridge_dir is None:
+            import atexit
+            import shutil
+
+            _bridge_dir = tempfile.mkdtemp(prefix="glidepath-libvirt-")  # mode 0700
+            atexit.register(shutil.rmtree, _bridge_dir, True)
+        self.ssh = ssh
+        has_helper = ssh.run(HAS_HELPER, check=False).ok
+        self.remote = REMOTE_HELPER if has_helper else REMOTE_NETCAT
+        name = f"{ssh.endpoint.address}-{ssh.endpoint.port}".replace(":", "_")
+        self.path = os.path.join(_bridge_dir, f"{name}.sock")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(self.path)
+        self._listener.listen(8)
+        threading.Thread(target=self._accept, name=f"libvirt-{name}", daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                local, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                channel = self.ssh.start(self.remote).channel
+            except Exception:
+                local.close()  # libvirt reports the failed connection itself
+                continue
+            threading.Thread(target=_pump, args=(local, channel), daemon=True).start()
+
+    @property
+    def uri(self) -> str:
+        from urllib.parse import quote
+
+        return f"qemu+unix:///system?socket={quote(self.path)}"
+
+
+_bridges: dict[tuple[str, int, str], _LibvirtBridge] = {}
 
 
 def libvirt_connection(endpoint: Endpoint, credentials: SshCredentials) -> Any:
-    """The process-wide libvirt connection to a host (libvirt connections are thread-safe)."""
+    """The process-wide libvirt connection to a host (libvirt connections are thread-safe),
+    carried by the host's SshSession (one SSH connection per host per process)."""
     import libvirt
 
     key = (endpoint.address, endpoint.port, endpoint.user)
@@ -459,28 +520,17 @@ def libvirt_connection(endpoint: Endpoint, credentials: SshCredentials) -> Any:
                 pass
         # libvirt prints every error to stderr by default; we raise them with context.
         libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-        key_path, known_path = _secret_files(credentials)
-
-        def refuse_prompts(creds: list[list[Any]], _data: Any) -> int:
-            # The only prompt here is "accept this unknown host key?": never.
-            for cred in creds:
-                cred[4] = "n"
-            return 0
-
         _start_libvirt_event_loop()
-        auth = [[libvirt.VIR_CRED_ECHOPROMPT, libvirt.VIR_CRED_NOECHOPROMPT], refuse_prompts, None]
+        bridge = _bridges.get(key)
+        if bridge is None:
+            # Connecting here verifies the host key (HostKeyError) before libvirt runs.
+            bridge = _bridges[key] = _LibvirtBridge(session(endpoint, credentials))
         last_error: Exception | None = None
         for attempt in range(CONNECT_ATTEMPTS):
             try:
-                conn = libvirt.openAuth(libvirt_uri(endpoint, key_path, known_path), auth, 0)
+                conn = libvirt.open(bridge.uri)
                 break
             except libvirt.libvirtError as err:
-                message = str(err)
-                if "not accepted" in message or "host key" in message.lower():
-                    raise HostKeyError(
-                        f"{endpoint.describe()}: libvirt refused the host key (unknown or "
-                        f"changed in glidepath:ssh.known_hosts): {message}"
-                    ) from err
                 last_error = err
                 if attempt + 1 < CONNECT_ATTEMPTS:
                     time.sleep(0.5 * 2**attempt)

@@ -230,15 +230,24 @@ class UpstreamProvider(HostProvider):
         if current != props["upstream"] and props["cutover"]["kind"] != "manual":
             last = self.cutover(props, current)
         else:
-            for other in props.get("marked") or []:
-                self._set_mark(props, other, present=True)
+            self._settle_marks(props)
         return CreateResult(props["network"], {**props, "last_cutover": last})
+
+    def _settle_marks(self, props: dict[str, Any]) -> None:
+        """Without a cutover: the upstream's VMs leave directly (a mark left there by an
+        earlier run would send their replies through the tunnel, into the provider's
+        reverse-path filter), the other hosts' through the tunnel."""
+        self._set_mark(props, props["upstream"], present=False)
+        for other in props.get("marked") or []:
+            self._set_mark(props, other, present=True)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         last = olds.get("last_cutover")
         current = self._host_by_address(news, self._backend(news).current()) or olds.get("upstream")
         if current != news["upstream"]:
             last = self.cutover(news, current)
+        else:
+            self._settle_marks(news)
         return UpdateResult({**news, "last_cutover": last})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:

@@ -205,6 +205,10 @@ class VmPlacementProvider(HostProvider):
             )
             # Read-only pre-flight at preview: a move that cannot work fails here.
             self.preflight(olds, news)
+        if olds.get("running") is False and not result.changes:
+            # Found stopped (refresh read it so): the stack wants it running; `up` starts it.
+            _log(f"{news['name']}: not running on {olds['host']['name']}: up starts it")
+            return DiffResult(changes=True, replaces=[], delete_before_replace=False)
         return result
 
     # --- host access ---------------------------------------------------------------------
@@ -337,6 +341,7 @@ class VmPlacementProvider(HostProvider):
             _log(f"{news['name']}: definition updated; memory/CPU/boot changes apply at next boot")
         if not dom.isActive():
             dom.create()
+            _log(f"{news['name']}: started on {target}")
         return UpdateResult(self._outputs(news, dom, last))
 
     def _disk_checks(
