@@ -24,8 +24,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-if not __package__:  # run as a script: the repository's packages are importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if not __package__:
+    # Run as a script: import from the repository, not from bench/ (whose concurrent.py
+    # would shadow the standard library's `concurrent`).
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import lab
 from bench.common import key_values, median, pulumi_cli, results_path, save_json, say, table

@@ -337,6 +337,18 @@ class HandMigration:
     jobinfo: dict[str, str] = field(default_factory=dict)
 
 
+def ensure_vif_route_script(host: str) -> None:
+    """Put the lab's vif-route script back where a test or a stack removed it (the hand
+    procedure needs it; glidepath's VifRouteScript restores only what it found)."""
+    from lab import config
+
+    path = t.hypervisor(host).state_dir / "etc-libvirt" / "scripts" / "vif-route"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(config.vif_route_script())
+        path.chmod(0o755)
+
+
 def hand_migrate(
     vm: str,
     src: str,
@@ -352,6 +364,8 @@ def hand_migrate(
     stays wherever libvirt left it (on src if `virsh migrate` failed).
     """
     t0 = time.monotonic()
+    for host in (src, dst):
+        ensure_vif_route_script(host)
     tun = open_tunnel(src, dst)
     try:
         add_source_route(src, tun)
