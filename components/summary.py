@@ -23,7 +23,8 @@ def migration_line(record: Mapping[str, Any] | None) -> str:
         return "not moved yet"
     return (
         f"moved {record.get('from')} -> {record.get('to')}{_when(record)}: "
-        f"{float(record.get('seconds', 0)):.1f} s, QEMU downtime {record.get('downtime_ms')} ms, "
+        f"{float(record.get('seconds', 0)):.1f} s, QEMU downtime "
+        f"{int(record.get('downtime_ms') or 0)} ms, "
         f"{int(record.get('bytes', 0)) // MIB} MiB copied"
     )
 
@@ -34,7 +35,7 @@ def cutover_line(record: Mapping[str, Any] | None) -> str:
     first = record.get("first_packet_ms")
     egress = record.get("egress_switched_ms")
     seen = (
-        f"first direct packet {first} ms after the switch"
+        f"first direct packet {int(first)} ms after the switch"
         if first is not None
         else "no direct packet seen before the timeout"
     )
