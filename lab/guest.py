@@ -342,6 +342,24 @@ def create_disk(host: str, path: str, size_bytes: int) -> None:
     run(host, ["qemu-img", "create", "-q", "-f", "raw", path, str(size_bytes)])
 
 
+#: The guest writes record N at sector N, 5 a second: its first 8 MiB last for hours.
+WRITER_MIB = 8
+
+
+def create_random_disk(host: str, path: str, size_mib: int) -> None:
+    """A raw disk full of incompressible data past the writer's area, so a migration
+    has real bytes to copy (glidepath creates a disk only where none exists)."""
+    run(host, ["qemu-img", "create", "-q", "-f", "raw", path, f"{size_mib}M"], timeout=30)
+    run(
+        host,
+        [
+            "dd", "if=/dev/urandom", f"of={path}", "bs=1M", f"seek={WRITER_MIB}",
+            f"count={size_mib - WRITER_MIB}", "conv=notrunc", "status=none",
+        ],
+        timeout=300,
+    )  # fmt: skip
+
+
 def disk_size(host: str, path: str) -> int:
     return t.host_path(host, path).stat().st_size
 

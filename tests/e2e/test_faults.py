@@ -38,7 +38,6 @@ VM = "flt"
 VM_IP = "203.0.113.2"
 DISK = f"/var/lib/libvirt/images/{VM}.img"
 DISK_MIB = 128
-WRITER_MIB = 8  # the guest writes record N at sector N, 5 a second: 8 MiB lasts hours
 BANDWIDTH_MIB_S = 8
 TIMEOUT_S = 90  # the move's own abort (migration.timeout_s)
 MIGRATING = f"{VM}: migrating ("
@@ -69,16 +68,7 @@ def stack(
         },
     )
     handle = generated_stacks("faults", {VM: spec})
-    # Incompressible data beyond the writer's area, so the copy has real bytes to move.
-    lab.run("old", ["qemu-img", "create", "-q", "-f", "raw", DISK, f"{DISK_MIB}M"], timeout=30)
-    lab.run(
-        "old",
-        [
-            "dd", "if=/dev/urandom", f"of={DISK}", "bs=1M", f"seek={WRITER_MIB}",
-            f"count={DISK_MIB - WRITER_MIB}", "conv=notrunc", "status=none",
-        ],
-        timeout=120,
-    )  # fmt: skip
+    guest.create_random_disk("old", DISK, DISK_MIB)
     assert handle.up().summary.result == "succeeded"
     assert running_on(lab, VM) == ["old"]
     wait_answers(lab, VM_IP)

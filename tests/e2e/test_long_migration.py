@@ -27,7 +27,6 @@ VM = "slowmove"
 VM_IP = "203.0.113.2"
 DISK = f"/var/lib/libvirt/images/{VM}.img"
 DISK_MIB = 320
-WRITER_MIB = 8  # the guest writes record N at sector N (5 per second): 8 MiB lasts hours
 MIN_SECONDS = 240
 
 
@@ -47,17 +46,7 @@ def test_bandwidth_limited_migration_longer_than_240_s(
         },
     )
     stack = generated_stacks("long", {VM: spec})
-    # The placement creates a disk only where none exists: make it here, full of
-    # incompressible data beyond the writer's area, so the copy has real bytes to move.
-    lab.run("old", ["qemu-img", "create", "-q", "-f", "raw", DISK, f"{DISK_MIB}M"], timeout=30)
-    lab.run(
-        "old",
-        [
-            "dd", "if=/dev/urandom", f"of={DISK}", "bs=1M", f"seek={WRITER_MIB}",
-            f"count={DISK_MIB - WRITER_MIB}", "conv=notrunc", "status=none",
-        ],
-        timeout=300,
-    )  # fmt: skip
+    guest.create_random_disk("old", DISK, DISK_MIB)
     assert stack.up().summary.result == "succeeded"
     assert running_on(lab, VM) == ["old"]
     wait_answers(lab, VM_IP)
