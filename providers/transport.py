@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import secrets
 import shlex
 import socket
 import threading
@@ -329,7 +330,9 @@ class SshSession:
         containers and the lab's hosts) cannot be renamed over (EBUSY): it is then
         rewritten in place, the only way to change it.
         """
-        temporary = f"{path}.glidepath-new"
+        # A name of its own per write: two writers never share a temporary file (the lab's
+        # hosts share /etc/iproute2, and two networks may rewrite one host's rt_tables).
+        temporary = f"{path}.glidepath-{secrets.token_hex(6)}"
         self.run(["install", "-D", "-m", mode, "/dev/stdin", temporary], stdin=content)
         moved = self.run(["mv", "-f", "--", temporary, path], check=False)
         if moved.ok:
