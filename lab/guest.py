@@ -67,11 +67,7 @@ if [ -n "$PROBE" ]; then
   poweroff -f
 fi
 for m in __MODULES__; do
-  args=
-  # napi_tx=0: with TX NAPI this 1-vCPU TCG guest soft-locked in virtnet_poll_tx after
-  # long live migrations (console: "soft lockup ... virtnet_poll_tx"), deaf for good.
-  [ "$m" = virtio_net ] && args=napi_tx=0
-  insmod /lib/modules/$m.ko $args || echo "gp: insmod $m failed"
+  insmod /lib/modules/$m.ko || echo "gp: insmod $m failed"
 done
 hostname "$NAME"
 i=0
