@@ -4,6 +4,11 @@
 of them is a new link (replace); an address change is an update (the keeper is restarted
 with the new parameters, so the link drops for a moment).
 
+Both ends' tunN are persistent devices that glidepath creates and marks as its own (an
+alias naming the link): ssh and the peer's sshd attach to them, so when ssh dies their
+addresses and the routes through them stay (without carrier) until ssh is back, instead
+of vanishing with a device that ssh made. Deleting the tunnel removes them.
+
 Kept alive without systemd: glidepath installs a fixed supervisor script on `host`
 (`/usr/local/lib/glidepath/tunnel-keeper`, see `providers.plans.tunnel`) and starts it
 detached (`setsid -f`) with its parameters as argv. It runs `ssh -w N:N` to the peer,
@@ -82,6 +87,7 @@ class _Facts:
 
     def __init__(self, host: SshSession, peer: SshSession, tunnel: plans.Tunnel) -> None:
         dev = plans.device(tunnel["tun"])
+        self.alias = plans.owner_alias(host.endpoint.address, peer.endpoint.address)
         pid = facts.process_pid(host.read_file(plans.pid_file(tunnel)))
         self.keeper: facts.Keeper = {"pid": None, "cmdline": None, "members": []}
         if pid is not None:
@@ -96,15 +102,18 @@ class _Facts:
 
     @property
     def state(self) -> str:
-        return plans.tunnel_state(self.tunnel, self.keeper, self.host_device, self.peer_device)
+        return plans.tunnel_state(
+            self.tunnel, self.keeper, self.host_device, self.peer_device, self.alias
+        )
 
     @property
-    def any_device(self) -> bool:
-        return self.host_device is not None or self.peer_device is not None
-
-    @property
-    def devices_present(self) -> bool:
-        return self.host_device is not None and self.peer_device is not None
+    def foreign_device(self) -> bool:
+        """A tunN on either end that is not our persistent one (ssh made it, or someone
+        else did)."""
+        return any(
+            d is not None and not plans.is_ours(self.alias, d)
+            for d in (self.host_device, self.peer_device)
+        )
 
     def describe(self, host: str, peer: str) -> str:
         """What is missing, in words, for an error message."""
@@ -119,6 +128,8 @@ class _Facts:
         ):
             if device is None:
                 parts.append(f"{name}: no {dev}")
+            elif not plans.is_ours(self.alias, device):
+                parts.append(f"{name}: {dev} is not glidepath's persistent device")
             elif not plans.end_is_up(address, device):
                 parts.append(
                     f"{name}: {dev} {'up' if device['up'] else 'down'} with "
@@ -182,8 +193,11 @@ class TunnelProvider(HostProvider):
                 f"{host.endpoint.name}: the keeper of {dev} (pids {left}) survived TERM and KILL"
             )
         apply(host, plans.plan_stop(tunnel, current.keeper))  # forget the pid file
-        # The host's tunN goes with ssh; the peer's sshd lets go of its own a little later.
-        if not self._wait(lambda: not _Facts(host, peer, tunnel).any_device, DEVICE_GONE_TIMEOUT_S):
+        # Our persistent tunN stay; one that ssh made goes with it, and the peer's sshd
+        # lets go of its own a little later.
+        if not self._wait(
+            lambda: not _Facts(host, peer, tunnel).foreign_device, DEVICE_GONE_TIMEOUT_S
+        ):
             final = _Facts(host, peer, tunnel)
             still = [
                 name
@@ -191,7 +205,7 @@ class TunnelProvider(HostProvider):
                     (host.endpoint.name, final.host_device),
                     (peer.endpoint.name, final.peer_device),
                 )
-                if device is not None
+                if device is not None and not plans.is_ours(final.alias, device)
             ]
             raise RuntimeError(
                 f"{dev} still exists on {', '.join(still)} {DEVICE_GONE_TIMEOUT_S:.0f} s after "
@@ -222,57 +236,77 @@ class TunnelProvider(HostProvider):
 
     def _converge(self, props: dict[str, Any]) -> dict[str, Any]:
         """Make the link up with these parameters; return the outputs. On failure, stop
-        what this call started, so nothing is left half-applied."""
+        what this call started and remove the devices it created, so nothing is left
+        half-applied."""
         host, peer = self._sessions(props)
         tunnel = _tunnel(props)
+        dev = plans.device(tunnel["tun"])
         current = _Facts(host, peer, tunnel)
-        if plans.needs_stop(tunnel, current.keeper):
-            self._stop(host, peer, tunnel)  # other parameters: restart with ours
+        if plans.needs_stop(tunnel, current.keeper) or (
+            plans.keeper_status(tunnel, current.keeper) == "current" and current.foreign_device
+        ):
+            # Other parameters, or our keeper's ssh runs on a tunN it made itself (an older
+            # glidepath, or ours deleted by hand): restart on persistent devices.
+            self._stop(host, peer, tunnel)
             current = _Facts(host, peer, tunnel)
-        if plans.keeper_status(tunnel, current.keeper) != "current" and current.any_device:
+        if plans.keeper_status(tunnel, current.keeper) != "current" and current.foreign_device:
             # A link that just died (a keeper killed by hand, our own restart) leaves the
             # peer's tunN to its sshd for a few seconds: wait it out before calling it a clash.
-            self._wait(lambda: not _Facts(host, peer, tunnel).any_device, DEVICE_GONE_TIMEOUT_S)
+            self._wait(lambda: not _Facts(host, peer, tunnel).foreign_device, DEVICE_GONE_TIMEOUT_S)
             current = _Facts(host, peer, tunnel)
-        start = plans.plan_start(tunnel, current.keeper, current.host_device, current.peer_device)
-        apply(host, plans.plan_script(host.read_file(plans.SCRIPT_PATH)))
-        apply(host, start)
-        started = bool(start)
+        start = plans.plan_start(
+            tunnel, current.keeper, current.host_device, current.peer_device, current.alias
+        )
+        host_end = plans.plan_device(dev, tunnel["address"], current.alias, current.host_device)
+        peer_end = plans.plan_device(
+            dev, tunnel["peer_address"], current.alias, current.peer_device
+        )
+        created = [
+            session
+            for session, device in ((host, current.host_device), (peer, current.peer_device))
+            if device is None
+        ]
+        started = False
         try:
+            apply(host, host_end)
+            apply(peer, peer_end)
+            apply(host, plans.plan_script(host.read_file(plans.SCRIPT_PATH)))
+            apply(host, start)
+            started = bool(start)
             if started and not self._wait(
                 lambda: plans.keeper_status(tunnel, _Facts(host, peer, tunnel).keeper) == "current",
                 KEEPER_START_TIMEOUT_S,
             ):
                 raise RuntimeError(
-                    f"{host.endpoint.name}: the keeper of {plans.device(tunnel['tun'])} did "
-                    f"not write {plans.pid_file(tunnel)} within {KEEPER_START_TIMEOUT_S:.0f} s"
+                    f"{host.endpoint.name}: the keeper of {dev} did not write "
+                    f"{plans.pid_file(tunnel)} within {KEEPER_START_TIMEOUT_S:.0f} s"
                     + self._log_tail(host, tunnel)
                 )
+            current = _Facts(host, peer, tunnel)
             if current.state != "up":
-                # The keeper addresses both ends itself; wait for it (bounded), then fix
-                # whatever an end still lacks (an address removed by hand, a link set down).
                 self._wait(lambda: _Facts(host, peer, tunnel).state == "up", UP_TIMEOUT_S)
                 current = _Facts(host, peer, tunnel)
-                if (
-                    current.devices_present
-                    and plans.keeper_status(tunnel, current.keeper) == "current"
-                ):
-                    dev = plans.device(tunnel["tun"])
-                    apply(host, plans.plan_end(dev, tunnel["address"], current.host_device))
-                    apply(peer, plans.plan_end(dev, tunnel["peer_address"], current.peer_device))
-                    current = _Facts(host, peer, tunnel)
             if current.state != "up":
                 raise RuntimeError(
-                    f"tunnel {plans.device(tunnel['tun'])} {host.endpoint.name} -> "
-                    f"{peer.endpoint.name} is not up after {UP_TIMEOUT_S:.0f} s: "
+                    f"tunnel {dev} {host.endpoint.name} -> {peer.endpoint.name} is not up "
+                    f"after {UP_TIMEOUT_S:.0f} s: "
                     f"{current.describe(host.endpoint.name, peer.endpoint.name)}"
                     + self._log_tail(host, tunnel)
                 )
         except Exception:
             if started:
                 self._stop(host, peer, tunnel)
+            self._remove_devices(created, current.alias, tunnel)
             raise
         return self._outputs(props, current)
+
+    @staticmethod
+    def _remove_devices(sessions: Iterable[SshSession], alias: str, tunnel: plans.Tunnel) -> None:
+        """Remove our persistent tunN on these hosts (read afresh: ours only)."""
+        dev = plans.device(tunnel["tun"])
+        for session in sessions:
+            found = facts.process_device(session.run(facts.device_command(dev), check=False))
+            apply(session, plans.plan_remove_device(dev, alias, found))
 
     @staticmethod
     def _outputs(props: dict[str, Any], current: _Facts) -> dict[str, Any]:
@@ -312,7 +346,10 @@ class TunnelProvider(HostProvider):
         # The script is left in place: it is shared by every tunnel of the host, has fixed
         # content, and does nothing unless started.
         host, peer = self._sessions(props)
-        self._stop(host, peer, _tunnel(props))
+        tunnel = _tunnel(props)
+        self._stop(host, peer, tunnel)
+        alias = plans.owner_alias(host.endpoint.address, peer.endpoint.address)
+        self._remove_devices((host, peer), alias, tunnel)
 
 
 class Tunnel(Resource, module="net", name="Tunnel"):

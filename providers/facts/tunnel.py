@@ -4,7 +4,7 @@
 - `cat /proc/<pid>/cmdline`: the keeper's exact argv (NUL-separated), `process_cmdline`;
 - `ps -ww -o pid=,ppid=,args= --sid <pid>`: the processes of the keeper's session (it is a
   session leader), where its ssh child is found: `process_members`;
-- `ip -j addr show dev tunN` on each end: `process_device` (absent device: None).
+- `ip -d -j addr show dev tunN` on each end: `process_device` (absent device: None).
 """
 
 from __future__ import annotations
@@ -34,11 +34,18 @@ class Keeper(TypedDict):
 
 
 class Device(TypedDict):
-    """{"ifname": "tun5", "up": true, "addresses": ["198.18.105.1/24"]}"""
+    """{"ifname": "tun5", "up": true, "addresses": ["198.18.105.1/24"], "admin_up": true,
+    "persistent": true, "alias": "glidepath tunnel 198.18.1.2<->198.18.2.2"}
+
+    up: administratively up AND with carrier (an ssh holds it); admin_up: UP alone;
+    persistent: created with `ip tuntap add` (it outlives the ssh that opens it)."""
 
     ifname: str
     up: bool
     addresses: list[str]
+    admin_up: bool
+    persistent: bool
+    alias: str | None
 
 
 def process_pid(text: str | None) -> int | None:
@@ -85,7 +92,7 @@ def process_members(result: CommandResult) -> list[Process]:
 
 
 def device_command(dev: str) -> list[str]:
-    return ["ip", "-j", "addr", "show", "dev", dev]
+    return ["ip", "-d", "-j", "addr", "show", "dev", dev]
 
 
 def process_device(result: CommandResult) -> Device | None:
@@ -103,6 +110,7 @@ def process_device(result: CommandResult) -> Device | None:
         return None
     link = links[0]
     flags = link.get("flags", [])
+    info = (link.get("linkinfo") or {}).get("info_data") or {}
     return {
         "ifname": str(link.get("ifname", "")),
         "up": "UP" in flags and "LOWER_UP" in flags,
@@ -112,4 +120,7 @@ def process_device(result: CommandResult) -> Device | None:
             if a.get("family") in ("inet", "inet6")
             and a.get("scope") != "link"  # the kernel's own fe80:: address is not ours
         ],
+        "admin_up": "UP" in flags,
+        "persistent": bool(info.get("persist", False)),
+        "alias": link.get("ifalias") or None,
     }

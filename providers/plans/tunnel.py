@@ -6,6 +6,12 @@ host that runs ssh. Its content is a constant (`keeper_script()`); everything th
 re-checked by the script itself. The peer's half is configured by the remote command,
 built here with `transport.quote_argv` from the same validated values.
 
+Both ends' tunN are persistent devices that glidepath creates (`ip tuntap add`) and marks
+with an alias naming the link (`owner_alias`): ssh and the peer's sshd attach to them, and
+when ssh dies (killed, link cut) they stay, with their addresses and every route through
+them, until the keeper's next ssh attaches again. A tunN without our alias is someone
+else's and is never touched.
+
 A keeper is found by PID only: its pid file, then /proc/<pid>/cmdline must be exactly
 what we would start for this tunnel. It runs as a session leader (`setsid -f`), so its
 ssh child is the member of that session whose argv is our `ssh -w N:N user@peer`.
@@ -45,6 +51,17 @@ class Tunnel(TypedDict):
 
 def device(tun: int) -> str:
     return f"tun{tun}"
+
+
+def owner_alias(host: str, peer: str) -> str:
+    """The alias of both ends of the link from `host` to `peer` (their SSH addresses,
+    validated): what makes a persistent tunN ours."""
+    return f"glidepath tunnel {host}<->{peer}"
+
+
+def is_ours(alias: str, facts: Device | None) -> bool:
+    """A persistent tunN that glidepath created for this link."""
+    return facts is not None and bool(facts.get("persistent")) and facts.get("alias") == alias
 
 
 def _base(tunnel: Tunnel) -> str:
@@ -310,12 +327,16 @@ def plan_script(installed: str | None) -> Plan:
 
 
 def plan_start(
-    tunnel: Tunnel, keeper: Keeper, host_device: Device | None, peer_device: Device | None
+    tunnel: Tunnel,
+    keeper: Keeper,
+    host_device: Device | None,
+    peer_device: Device | None,
+    alias: str,
 ) -> Plan:
     """Start the keeper unless ours runs with these parameters.
 
-    Without a keeper of ours, a tunN on either end belongs to someone else (ours only
-    lives as long as our ssh): a clash, not something to take over.
+    Without a keeper of ours, a tunN on either end that is not our persistent device
+    (alias `alias`) belongs to someone else: a clash, not something to take over.
     """
     dev = device(tunnel["tun"])
     status = keeper_status(tunnel, keeper)
@@ -327,7 +348,7 @@ def plan_start(
     if status == "current":
         return Plan.nothing(f"keeper pid {keeper['pid']} keeps {dev} to {tunnel['peer']}")
     for where, existing in (("this host", host_device), (f"peer {tunnel['peer']}", peer_device)):
-        if existing is not None:
+        if existing is not None and not is_ours(alias, existing):
             raise PlanError(
                 f"{dev} already exists on {where} and no glidepath keeper holds it "
                 "(another tunnel or a hand-run `ssh -w`): remove it or choose another tun number"
@@ -364,13 +385,10 @@ def _same_family(address: str, other: str) -> bool:
 
 
 def plan_end(dev: str, address: str, facts: Device | None) -> Plan:
-    """One end of a live link: exactly `address` (of its family) on `dev`, and `dev` up.
-
-    The device is created and removed by ssh/sshd, never by us: absent means "not (yet)
-    connected", which only the keeper can fix.
-    """
+    """One end of the link: exactly `address` (of its family) on `dev`, and `dev` set up
+    (it has carrier only while an ssh holds it; that is the keeper's part)."""
     if facts is None:
-        return Plan.nothing(f"{dev} does not exist: the keeper's ssh creates it")
+        return Plan.nothing(f"{dev} does not exist")
     commands: list[list[str]] = [
         ["ip", "addr", "del", other, "dev", dev]
         for other in facts["addresses"]
@@ -378,11 +396,41 @@ def plan_end(dev: str, address: str, facts: Device | None) -> Plan:
     ]
     if address not in facts["addresses"]:
         commands.append(["ip", "addr", "replace", address, "dev", dev])
-    if not facts["up"]:
+    if not facts.get("admin_up", facts["up"]):
         commands.append(["ip", "link", "set", "dev", dev, "up"])
     if not commands:
         return Plan.nothing(f"{dev} is up with {address}")
     return Plan.run(*commands, reason=f"{dev}: {address}, up")
+
+
+def plan_device(dev: str, address: str, alias: str, facts: Device | None) -> Plan:
+    """One end's persistent tunN: created with our alias when absent, then addressed and
+    set up (`plan_end`). A tunN that is not ours is a clash."""
+    if facts is None:
+        return Plan.run(
+            ["ip", "tuntap", "add", "dev", dev, "mode", "tun"],
+            ["ip", "link", "set", "dev", dev, "alias", alias],
+            ["ip", "addr", "replace", address, "dev", dev],
+            ["ip", "link", "set", "dev", dev, "up"],
+            reason=f"create {dev} (persistent: its addresses and routes outlive an ssh "
+            f"restart), {address}, up",
+        )
+    if not is_ours(alias, facts):
+        raise PlanError(
+            f"{dev} exists and is not glidepath's persistent device for this link "
+            f"(alias {facts.get('alias')!r}, wants {alias!r}): remove it or choose another "
+            "tun number"
+        )
+    return plan_end(dev, address, facts)
+
+
+def plan_remove_device(dev: str, alias: str, facts: Device | None) -> Plan:
+    """Delete our persistent tunN (routes through it go with it); leave anyone else's."""
+    if facts is None:
+        return Plan.nothing(f"{dev} is already gone")
+    if not is_ours(alias, facts):
+        return Plan.nothing(f"{dev} is not glidepath's (alias {facts.get('alias')!r}): left alone")
+    return Plan.run(["ip", "link", "del", "dev", dev], reason=f"remove {dev}")
 
 
 def end_is_up(address: str, facts: Device | None) -> bool:
@@ -390,10 +438,18 @@ def end_is_up(address: str, facts: Device | None) -> bool:
 
 
 def tunnel_state(
-    tunnel: Tunnel, keeper: Keeper, host_device: Device | None, peer_device: Device | None
+    tunnel: Tunnel,
+    keeper: Keeper,
+    host_device: Device | None,
+    peer_device: Device | None,
+    alias: str,
 ) -> Literal["up", "down"]:
-    """up: our current keeper runs and both ends have their address on a live device."""
+    """up: our current keeper runs and both ends have their address on a live device that
+    is our persistent one (a tunN that ssh made itself would lose its routes on the next
+    ssh restart: down, so `up` replaces it)."""
     if keeper_status(tunnel, keeper) != "current":
+        return "down"
+    if not (is_ours(alias, host_device) and is_ours(alias, peer_device)):
         return "down"
     if not end_is_up(tunnel["address"], host_device):
         return "down"

@@ -38,13 +38,37 @@ def _data(name: str) -> str:
 def test_up_device_on_each_end() -> None:
     old = facts.process_device(_result(_data("tunnel_ip_addr_tun5_old.json")))
     new = facts.process_device(_result(_data("tunnel_ip_addr_tun5_new.json")))
-    assert old == {"ifname": "tun5", "up": True, "addresses": ["198.18.105.1/24"]}
-    assert new == {"ifname": "tun5", "up": True, "addresses": ["198.18.105.2/24"]}
+    # Captured without -d: no link details, so not persistent and no alias.
+    plain = {"admin_up": True, "persistent": False, "alias": None}
+    assert old == {"ifname": "tun5", "up": True, "addresses": ["198.18.105.1/24"], **plain}
+    assert new == {"ifname": "tun5", "up": True, "addresses": ["198.18.105.2/24"], **plain}
 
 
 def test_fresh_device_is_down_without_address() -> None:
     fresh = facts.process_device(_result(_data("tunnel_ip_addr_tun9_fresh.json")))
-    assert fresh == {"ifname": "tun9", "up": False, "addresses": []}
+    assert fresh is not None
+    assert (fresh["up"], fresh["admin_up"], fresh["addresses"]) == (False, False, [])
+
+
+def test_our_persistent_device_without_carrier() -> None:
+    # `ip tuntap add`, our alias, addressed and set up, no ssh attached (ip -d -j addr).
+    device = facts.process_device(
+        _result(_data("tunnel_ip_d_addr_tun9_persistent_no_carrier.json"))
+    )
+    assert device == {
+        "ifname": "tun9",
+        "up": False,
+        "addresses": ["198.18.199.1/24"],
+        "admin_up": True,
+        "persistent": True,
+        "alias": "glidepath tunnel 198.18.1.2<->198.18.2.2",
+    }
+
+
+def test_device_made_by_ssh_is_not_persistent() -> None:
+    device = facts.process_device(_result(_data("tunnel_ip_d_addr_tun8_made_by_ssh.json")))
+    assert device is not None
+    assert (device["up"], device["persistent"], device["alias"]) == (True, False, None)
 
 
 def test_absent_device_is_none() -> None:

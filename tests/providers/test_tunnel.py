@@ -87,6 +87,8 @@ def scrub(lab: Any) -> None:
     targets = _ours_running(lab)
     if targets:
         lab.run(HOST, ["kill", "-KILL", "--", *map(str, targets)], check=False)
+    for host in (HOST, PEER):  # persistent tun5 a failed test left (tun5 is this file's)
+        lab.run(host, ["ip", "link", "del", "dev", DEV], check=False)
     _wait(
         f"{DEV} gone on {HOST} and {PEER}",
         lambda: _addresses(lab, HOST) is None and _addresses(lab, PEER) is None,
@@ -150,7 +152,14 @@ def test_lifecycle(provider: TunnelProvider, lab: Any, lab_endpoint: Any, applie
     assert applied.steps == []
     assert _outs(provider.read(created.id, outs)) == outs
 
-    # The ssh dies (found by PID as the keeper's child): the keeper brings it back.
+    # Both ends are persistent devices marked as ours.
+    details = json.loads(lab.run(PEER, ["ip", "-d", "-j", "link", "show", "dev", DEV]).stdout)[0]
+    assert details["linkinfo"]["info_data"]["persist"] is True
+    assert details["ifalias"] == "glidepath tunnel 198.18.1.2<->198.18.2.2"
+
+    # The ssh dies (found by PID as the keeper's child): the keeper brings it back, and a
+    # route through tun5 survives (the device, persistent, never went away).
+    lab.run(HOST, ["ip", "route", "add", "198.18.106.0/24", "via", "198.18.105.2", "dev", DEV])
     ssh = _ssh_child(lab, keeper)
     assert ssh is not None
     killed = time.monotonic()
@@ -163,6 +172,9 @@ def test_lifecycle(provider: TunnelProvider, lab: Any, lab_endpoint: Any, applie
     assert took <= 15
     assert _keeper_pid(lab) == keeper
     _ping(lab, PEER_ADDRESS)
+    routes = lab.run(HOST, ["ip", "route", "show", "198.18.106.0/24"]).stdout
+    assert "via 198.18.105.2 dev tun5" in routes, routes
+    lab.run(HOST, ["ip", "route", "del", "198.18.106.0/24"])
     print(f"tunnel back {took:.1f} s after its ssh was killed")
 
     # The peer's address removed by hand: read sees the tunnel down; up repairs that end.
@@ -216,7 +228,7 @@ def test_lifecycle(provider: TunnelProvider, lab: Any, lab_endpoint: Any, applie
     provider.update(created.id, outs, moved)
     assert applied.steps == []
 
-    # Delete from the stored outputs: keeper and ssh gone, tun5 gone on both ends.
+    # Delete from the stored outputs: keeper and ssh gone, our tun5 removed on both ends.
     provider.delete(created.id, outs)
     assert _ours_running(lab) == []
     assert (_addresses(lab, HOST), _addresses(lab, PEER)) == (None, None)
@@ -256,7 +268,7 @@ def test_a_create_that_fails_stops_what_it_started(
     monkeypatch.setattr(tunnel_module, "UP_TIMEOUT_S", 3.0)
     with pytest.raises(
         RuntimeError,
-        match=r"(?s)tun5 old -> new is not up after 3 s: keeper current.*no tun5.*refused",
+        match=r"(?s)tun5 old -> new is not up after 3 s: keeper current.*tun5 down.*refused",
     ):
         provider.create(_inputs(provider, lab_endpoint))
     assert _ours_running(lab) == []

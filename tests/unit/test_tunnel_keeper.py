@@ -21,8 +21,16 @@ TUNNEL: plans.Tunnel = {
     "address": "198.18.105.1/24",
     "peer_address": "198.18.105.2/24",
 }
-UP_HOST: Device = {"ifname": "tun5", "up": True, "addresses": ["198.18.105.1/24"]}
-UP_PEER: Device = {"ifname": "tun5", "up": True, "addresses": ["198.18.105.2/24"]}
+ALIAS = plans.owner_alias("198.18.1.2", "198.18.2.2")
+UP_HOST: Device = {
+    "ifname": "tun5",
+    "up": True,
+    "addresses": ["198.18.105.1/24"],
+    "admin_up": True,
+    "persistent": True,
+    "alias": ALIAS,
+}
+UP_PEER: Device = {**UP_HOST, "addresses": ["198.18.105.2/24"]}
 
 
 def _keeper(tunnel: plans.Tunnel = TUNNEL, pid: int = 4200) -> Keeper:
@@ -123,15 +131,21 @@ def test_keeper_status() -> None:
 
 def test_tunnel_state() -> None:
     keeper = _keeper()
-    assert plans.tunnel_state(TUNNEL, keeper, UP_HOST, UP_PEER) == "up"
-    assert plans.tunnel_state(TUNNEL, keeper, UP_HOST, None) == "down"
+    assert plans.tunnel_state(TUNNEL, keeper, UP_HOST, UP_PEER, ALIAS) == "up"
+    assert plans.tunnel_state(TUNNEL, keeper, UP_HOST, None, ALIAS) == "down"
     no_address: Device = {**UP_PEER, "addresses": []}
-    assert plans.tunnel_state(TUNNEL, keeper, UP_HOST, no_address) == "down"
+    assert plans.tunnel_state(TUNNEL, keeper, UP_HOST, no_address, ALIAS) == "down"
     link_down: Device = {**UP_HOST, "up": False}
-    assert plans.tunnel_state(TUNNEL, keeper, link_down, UP_PEER) == "down"
+    assert plans.tunnel_state(TUNNEL, keeper, link_down, UP_PEER, ALIAS) == "down"
     # Both ends up but nobody keeps them alive: down, so `up` restarts the keeper.
     gone: Keeper = {"pid": 4200, "cmdline": None, "members": []}
-    assert plans.tunnel_state(TUNNEL, gone, UP_HOST, UP_PEER) == "down"
+    assert plans.tunnel_state(TUNNEL, gone, UP_HOST, UP_PEER, ALIAS) == "down"
+    # Up on a tunN that ssh made itself (it would take its routes along when ssh
+    # restarts), or on a persistent one of another link: down, so `up` replaces it.
+    made_by_ssh: Device = {**UP_PEER, "persistent": False, "alias": None}
+    assert plans.tunnel_state(TUNNEL, keeper, UP_HOST, made_by_ssh, ALIAS) == "down"
+    other_link: Device = {**UP_PEER, "alias": plans.owner_alias("198.18.1.2", "198.18.3.2")}
+    assert plans.tunnel_state(TUNNEL, keeper, UP_HOST, other_link, ALIAS) == "down"
 
 
 def test_actual_address() -> None:
