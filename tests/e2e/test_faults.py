@@ -181,12 +181,38 @@ def assert_nothing_lost(lab: Any, host: str, before: list[int]) -> None:
     print(f"sequence: {len(before)} -> {len(after)} records, no gap")
 
 
+def tunnel_up(lab: Any) -> bool:
+    """Both ends of tun2 have carrier: the keeper's ssh holds them."""
+    return all(
+        "LOWER_UP"
+        in lab.run(h, ["ip", "-o", "link", "show", "dev", t.TUNNEL_DEV], check=False).stdout
+        for h in ("old", "new")
+    )
+
+
+def wait_tunnel_up(lab: Any, timeout: float = 30) -> None:
+    """Bounded: after a cut link the keeper reconnects on its own (its ssh notices a dead
+    connection within 3 s, then retries with a back-off up to 5 s). Up means a ping goes
+    through it: carrier alone may still be a dead session's."""
+    peer = str(t.TUNNEL_ADDRS[1].ip)
+    started = time.monotonic()
+    while not (
+        tunnel_up(lab)
+        and lab.run("old", ["ping", "-c", "1", "-W", "1", peer], check=False).returncode == 0
+    ):
+        assert time.monotonic() - started < timeout, f"tun2 not back within {timeout} s"
+        time.sleep(0.25)
+    print(f"tunnel up ({time.monotonic() - started:.1f} s waited)")
+
+
 def refresh_is_consistent(lab: Any, stack: GeneratedStack) -> None:
     """After a refresh the state says where the VM runs and where core routes the
     prefix, and a second refresh changes nothing in it. (The second may still *report*
     an update: since pulumi/pulumi#16146 a refresh diffs what it read against the stored
     inputs, and after an interrupted move those still name the old host until the next
-    `up`.)"""
+    `up`.) The tunnel is waited for first: its keeper reconnecting is reality changing
+    between two refreshes, not an inconsistency."""
+    wait_tunnel_up(lab)
     stack.refresh()
     print("refresh changes:", stack.changes())
     assert stored_host(stack) == where(lab)
@@ -225,13 +251,6 @@ def settled(lab: Any, stack: GeneratedStack) -> None:
 
 
 # --- 1. the tunnel's ssh is killed --------------------------------------------------------
-
-
-def tunnel_up(lab: Any) -> bool:
-    return all(
-        "UP" in lab.run(h, ["ip", "-o", "link", "show", "dev", t.TUNNEL_DEV], check=False).stdout
-        for h in ("old", "new")
-    )
 
 
 def test_1_tunnel_ssh_killed_mid_migration(lab: Any, stack: GeneratedStack) -> None:
