@@ -20,6 +20,8 @@ class VirtualMachine(pulumi.ComponentResource):
     ) -> None:
         super().__init__("glidepath:components:VirtualMachine", vm.name, {}, opts)
         fleet = {name: host.endpoint() for name, host in config.hosts.items()}
+        cutover = config.networks[vm.network].cutover
+        router = cutover.settings.get("router") if cutover.kind == "lab-router" else None
         self.placement = VmPlacement(
             vm.name,
             {
@@ -34,6 +36,9 @@ class VirtualMachine(pulumi.ComponentResource):
                 "boot": dict(vm.boot),
                 "domain_type": vm.domain_type,
                 "delete_disks": vm.delete_disks,
+                # Where the network's cutover switches after a move (lab-router): the
+                # move opens that connection while it copies.
+                "cutover_router": dict(router) if router else None,
                 "migration": {
                     "max_downtime_ms": vm.migration.max_downtime_ms,
                     "bandwidth_mib_s": vm.migration.bandwidth_mib_s,

@@ -252,6 +252,12 @@ class SshSession:
             f"{endpoint.describe()}: unreachable after {CONNECT_ATTEMPTS} attempts: {last_error}"
         )
 
+    def connect_quietly(self) -> None:
+        """Open the connection now if it is not open; an error is left to the first
+        command, which reports it (a warm-up must not fail anything by itself)."""
+        with contextlib.suppress(Exception):
+            self._get_client()
+
     def _get_client(self) -> paramiko.SSHClient:
         with self._lock:
             transport = self._client.get_transport() if self._client else None
@@ -364,6 +370,14 @@ def session(endpoint: Endpoint, credentials: SshCredentials) -> SshSession:
         if existing is None:
             existing = _sessions[key] = SshSession(endpoint, credentials)
         return existing
+
+
+def warm_up(endpoint: Endpoint, credentials: SshCredentials) -> None:
+    """Open this host's process-wide session in the background, ahead of its first use."""
+    target = session(endpoint, credentials)
+    threading.Thread(
+        target=target.connect_quietly, name=f"warm-up-{endpoint.name}", daemon=True
+    ).start()
 
 
 def close_all() -> None:
