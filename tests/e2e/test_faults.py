@@ -146,6 +146,15 @@ def where(lab: Any) -> str:
     return hosts[0]
 
 
+def begin_move(lab: Any, stack: GeneratedStack) -> tuple[str, str, list[int]]:
+    """Where the VM runs, where it goes, its writes so far; the stack now says `target`."""
+    source = where(lab)
+    target = other(source)
+    before = guest.read_sequence(source, DISK)
+    stack.move(VM, target)
+    return source, target, before
+
+
 def resources(stack: GeneratedStack) -> dict[str, dict[str, Any]]:
     """The stored outputs of each resource, by type name and resource name."""
     deployment = stack.stack.export_stack().deployment or {}
@@ -254,10 +263,7 @@ def settled(lab: Any, stack: GeneratedStack) -> None:
 
 
 def test_1_tunnel_ssh_killed_mid_migration(lab: Any, stack: GeneratedStack) -> None:
-    source = where(lab)
-    target = other(source)
-    before = guest.read_sequence(source, DISK)
-    stack.move(VM, target)
+    _source, target, before = begin_move(lab, stack)
     with probing(lab) as timeline:
         run = Background(stack)
         at = run.wait_for(MIGRATING)
@@ -297,10 +303,7 @@ def test_2_link_cut_mid_migration_then_restored(lab: Any, stack: GeneratedStack)
     """Cut for LINK_CUT_S, then restored while `up` still runs. Kept cut, the move does
     not end at timeout_s: the abort waits on the disk mirror's TCP connection until the
     link returns (see docs/recovery.md)."""
-    source = where(lab)
-    target = other(source)
-    before = guest.read_sequence(source, DISK)
-    stack.move(VM, target)
+    source, target, before = begin_move(lab, stack)
     with probing(lab) as timeline:
         run = Background(stack)
         at = run.wait_for(MIGRATING)
@@ -331,10 +334,7 @@ def test_2_link_cut_mid_migration_then_restored(lab: Any, stack: GeneratedStack)
 
 
 def test_3_target_libvirtd_killed_mid_migration(lab: Any, stack: GeneratedStack) -> None:
-    source = where(lab)
-    target = other(source)
-    before = guest.read_sequence(source, DISK)
-    stack.move(VM, target)
+    source, target, before = begin_move(lab, stack)
     with probing(lab):
         run = Background(stack)
         at = run.wait_for(MIGRATING)
@@ -380,11 +380,8 @@ def test_4_target_disk_directory_missing_or_full_fails_preview(
 ) -> None:
     """A smaller target file: test_preflight.py. Here the directory is missing, then has
     no room (a 16 MiB tmpfs over it on the target)."""
-    source = where(lab)
-    target = other(source)
-    before = guest.read_sequence(source, DISK)
+    _source, target, before = begin_move(lab, stack)
     images = DISK.rsplit("/", 1)[0]
-    stack.move(VM, target)
     lab.run(target, ["mv", "--", images, f"{images}.fault"], timeout=30)
     try:
         preview_fails(lab, stack, f"{DISK}: its directory does not exist on the target")
@@ -403,10 +400,7 @@ def test_4_target_disk_directory_missing_or_full_fails_preview(
 
 
 def test_5_target_unreachable_fails_preview_clearly(lab: Any, stack: GeneratedStack) -> None:
-    source = where(lab)
-    target = other(source)
-    before = guest.read_sequence(source, DISK)
-    stack.move(VM, target)
+    _source, target, before = begin_move(lab, stack)
     faults.link_down(target)
     started = time.monotonic()
     try:
@@ -430,10 +424,7 @@ def test_6_upstream_switch_fails_leaves_a_working_path(
     connections from the moment the migration runs: the move completes, the cutover
     cannot switch. The prefix stays on the source, the target keeps its egress mark, so
     the VM answers through the tunnel; `up` says what happened."""
-    source = where(lab)
-    target = other(source)
-    before = guest.read_sequence(source, DISK)
-    stack.move(VM, target)
+    source, target, before = begin_move(lab, stack)
     with probing(lab) as timeline:
         run = Background(stack)
         try:
@@ -487,10 +478,7 @@ def alive(pid: int) -> bool:
 def test_7_pulumi_up_sigkilled_mid_migration(lab: Any, stack: GeneratedStack) -> None:
     """docs/recovery.md's steps: wait for the migration to end, end the orphaned provider
     process, `pulumi cancel`, `pulumi refresh`, `pulumi up`."""
-    source = where(lab)
-    target = other(source)
-    before = guest.read_sequence(source, DISK)
-    stack.move(VM, target)
+    source, target, before = begin_move(lab, stack)
     name = stack.stack.name
     cli = subprocess.Popen(
         [str(TOOLS_BIN / "pulumi"), "up", "--yes", "--skip-preview", "--non-interactive",
