@@ -97,14 +97,16 @@ def link_up(host: str) -> None:
 
 def _ssh_rule(action: str) -> list[str]:
     target = ["REJECT", "--reject-with", "tcp-reset"] if action == "reject" else ["DROP"]
-    # --syn: only connection attempts; sessions already open go on.
-    return ["INPUT", "-p", "tcp", "--dport", "22", "--syn", "-m", "comment", "--comment",
+    # Every packet, not only connection attempts: glidepath may hold a session open
+    # already (a move opens the router's connection while it copies).
+    return ["INPUT", "-p", "tcp", "--dport", "22", "-m", "comment", "--comment",
             "glidepath-lab fault", "-j", *target]  # fmt: skip
 
 
 def block_ssh(host: str, action: str = "reject") -> None:
-    """New SSH connections to `host` are refused (reject) or go unanswered (drop);
-    established ones go on."""
+    """SSH to `host` stops working: every packet to its port 22 is answered with a reset
+    (reject: open sessions break, new ones are refused) or dropped (drop: open sessions
+    hang, new ones time out)."""
     if action not in ("reject", "drop"):
         raise ValueError(action)
     run(host, ["iptables", "-w", "-I", *_ssh_rule(action)], timeout=30)

@@ -277,13 +277,7 @@ class SshSession:
         command = quote_argv(argv)
         if stdin is None:
             command += " </dev/null"  # the host's shell gives it an empty stdin
-        try:
-            channel = self._open_channel()
-        except paramiko.SSHException:
-            # A connection that died between calls: reconnect once.
-            with self._lock:
-                self._client = None
-            channel = self._open_channel()
+        channel = self._channel()
         # A bare channel, not exec_command's file objects: the stdin file sends an EOF
         # when it is garbage-collected, and an EOF that reaches sshd after a fast command
         # has ended and its channel is freed makes sshd drop the whole connection ("ieof
@@ -314,9 +308,25 @@ class SshSession:
             raise paramiko.SSHException("no transport")
         return transport.open_session(timeout=CONNECT_TIMEOUT_S)
 
+    def _channel(self) -> paramiko.Channel:
+        """A new channel on the shared connection. A connection that died since the last
+        call (closed, or reset: paramiko then raises the socket's OSError) is reopened
+        once; what fails after that names the host."""
+        try:
+            return self._open_channel()
+        except (paramiko.SSHException, OSError, EOFError):
+            with self._lock:
+                if self._client is not None:
+                    self._client.close()
+                self._client = None
+        try:
+            return self._open_channel()
+        except (paramiko.SSHException, OSError, EOFError) as err:
+            raise TransportError(f"{self.endpoint.describe()}: connection lost: {err}") from err
+
     def start(self, argv: Sequence[str]) -> RunningCommand:
         """Start argv and return at once (for a watcher such as tcpdump)."""
-        channel = self._open_channel()
+        channel = self._channel()
         channel.exec_command(quote_argv(argv))
         return RunningCommand(self.endpoint.name, tuple(argv), channel)
 

@@ -420,10 +420,11 @@ def test_5_target_unreachable_fails_preview_clearly(lab: Any, stack: GeneratedSt
 def test_6_upstream_switch_fails_leaves_a_working_path(
     lab: Any, stack: GeneratedStack, action: str
 ) -> None:
-    """core's sshd refuses (reject) or ignores (drop: the connect times out) new
-    connections from the moment the migration runs: the move completes, the cutover
-    cannot switch. The prefix stays on the source, the target keeps its egress mark, so
-    the VM answers through the tunnel; `up` says what happened."""
+    """SSH to core stops from the moment the migration runs, also the session the move
+    opened to it: resets (reject) or silence (drop: the session hangs, reconnects time
+    out). The move completes, the cutover cannot switch. The prefix stays on the source,
+    the target keeps its egress mark, so the VM answers through the tunnel; `up` says
+    what happened."""
     source, target, before = begin_move(lab, stack)
     with probing(lab) as timeline:
         run = Background(stack)
