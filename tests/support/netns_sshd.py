@@ -129,5 +129,25 @@ def sshd_netns(
         if sshd_pid is not None:
             with suppress(ProcessLookupError):
                 os.kill(sshd_pid, signal.SIGTERM)
+        # The listener's sessions outlive it while a client (a cached provider session)
+        # keeps them open: end every process still in the namespace, by PID.
+        _end_processes_in(namespace)
         subprocess.run(["ip", "link", "del", veth], capture_output=True, timeout=30)
         subprocess.run(["ip", "netns", "del", namespace], capture_output=True, timeout=30)
+
+
+def _end_processes_in(namespace: str) -> None:
+    """TERM, then (after a bounded wait) KILL, each process in the namespace we made."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        listed = subprocess.run(
+            ["ip", "netns", "pids", namespace], capture_output=True, text=True, timeout=30
+        )
+        pids = [int(word) for word in listed.stdout.split() if word.isdigit()]
+        if not pids:
+            return
+        for pid in pids:
+            with suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+            time.sleep(0.1)
