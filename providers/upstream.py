@@ -260,6 +260,11 @@ class UpstreamProvider(HostProvider):
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         # The prefix stays routed where it is: un-routing a provider's IP is never wanted.
         _log(f"{props['network']}: {props['prefix']} stays routed to {props['upstream']}")
+        # The MangleMark resources are gone by now (they depend on this one). A cutover
+        # that failed after its switch set marks no resource took over yet (the state
+        # still holds the previous layout): without this they would outlive the network.
+        for host in props["hosts"]:
+            self._set_mark(props, host, present=False)
 
 
 class Upstream(Resource, module="net", name="Upstream"):
