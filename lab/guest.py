@@ -294,7 +294,7 @@ class VmSpec:
 
     @property
     def console_log(self) -> str:
-        return f"/var/log/libvirt/qemu/{self.name}-console.log"
+        return console_log_path(self.name)
 
 
 def domain_xml(
@@ -385,6 +385,24 @@ def wait_ready(host: str, vm: VmSpec, timeout: float = 60.0) -> None:
         time.sleep(0.2)
     tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no console log)"
     raise TimeoutError(f"{vm.name} on {host} not ready after {timeout} s; console:\n{tail}")
+
+
+def console_log_path(name: str) -> str:
+    """Where a lab VM's serial console goes (the domain XML of lab and glidepath alike)."""
+    return f"/var/log/libvirt/qemu/{name}-console.log"
+
+
+def console_tails(names: list[str], hosts: list[str], chars: int = 1500) -> str:
+    """The end of each VM's serial console log on each host that has one: what a failed
+    move's report needs to tell the guest's own trouble (LAB.md: TCG) from ours."""
+    parts = []
+    for host in hosts:
+        for name in names:
+            log = t.host_path(host, console_log_path(name))
+            if log.exists():
+                tail = log.read_text(errors="replace")[-chars:]
+                parts.append(f"--- {name} console on {host} (last {chars} chars) ---\n{tail}")
+    return "\n".join(parts) or f"(no console log of {', '.join(names)} on any host)"
 
 
 def remove_vm(host: str, name: str) -> None:

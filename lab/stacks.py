@@ -19,7 +19,8 @@ from pulumi import automation as auto
 
 from engine import PROJECT_ROOT
 from engine.workspace import project_stack
-from lab import baseline
+from lab import baseline, guest
+from lab import topology as t
 from lab.proc import run
 
 
@@ -166,19 +167,27 @@ class GeneratedStack(LabStack):
         first = self.ups == 0
         self.ups += 1
         try:
-            return super().up()
-        except auto.CommandError as err:
-            if not first or "failed to load checkpoint" not in str(err):
-                raise
-            return super().up()
+            try:
+                return super().up()
+            except auto.CommandError as err:
+                if not first or "failed to load checkpoint" not in str(err):
+                    raise
+                return super().up()
+        except auto.CommandError:
+            # A VM that stopped answering may be the lab guest's own failure: keep its
+            # console in the report.
+            print(guest.console_tails(list(self.vms()), lab_hosts()))
+            raise
 
 
 def remove_vm_everywhere(names: list[str], disks: list[str]) -> None:
-    """Stop and undefine these domains and delete these disk files on every lab host."""
+    """Stop and undefine these domains and delete these disk files and their console logs
+    on every lab host (a console tail in a report must be this run's)."""
     for host in lab_hosts():
         for name in names:
             run(host, ["virsh", "destroy", name], check=False, timeout=30)
             run(host, ["virsh", "undefine", name], check=False, timeout=30)
+            t.host_path(host, guest.console_log_path(name)).unlink(missing_ok=True)
         if disks:
             run(host, ["rm", "-f", "--", *disks], check=False, timeout=30)
 
