@@ -99,6 +99,10 @@ def decide(
 
 def progress_line(name: str, snapshot: JobSnapshot, stale_s: float = 0.0) -> str:
     """One line of progress for the `pulumi up` output (`stale_s`: age of the stats)."""
+    busy = f" (libvirt busy, stats {stale_s:.0f} s old)" if stale_s >= STALE_NOTE_S else ""
+    if snapshot.memory_total == 0 and snapshot.disk_total == 0:
+        # The job exists but libvirt has no sizes yet: "RAM 0/0, disk 0/0" would mislead.
+        return f"{name}: migrating (starting) {snapshot.elapsed_s:.1f} s{busy}"
     remaining = snapshot.memory_remaining + snapshot.disk_remaining
     rate = snapshot.bytes_per_s
     eta = f"{remaining / rate:.1f} s" if rate > 0 else "?"
@@ -109,6 +113,5 @@ def progress_line(name: str, snapshot: JobSnapshot, stale_s: float = 0.0) -> str
         f"{name}: migrating ({phase}) {snapshot.elapsed_s:.1f} s: "
         f"RAM {snapshot.memory_remaining // MIB}/{snapshot.memory_total // MIB} MiB left, "
         f"disk {snapshot.disk_remaining // MIB}/{snapshot.disk_total // MIB} MiB left, "
-        f"{rate / MIB:.0f} MiB/s, ETA {eta}"
-        + (f" (libvirt busy, stats {stale_s:.0f} s old)" if stale_s >= STALE_NOTE_S else "")
+        f"{rate / MIB:.0f} MiB/s, ETA {eta}{busy}"
     )

@@ -150,6 +150,16 @@ def test_rate_of_the_disk_mirror_is_derived_from_bytes_copied() -> None:
     assert first.with_rate_since(first) == first
 
 
+def test_progress_line_before_libvirt_has_figures() -> None:
+    assert progress_line("vm", JobSnapshot(0.0)) == "vm: migrating (starting) 0.0 s"
+    assert progress_line("vm", JobSnapshot(31.0), stale_s=30.5) == (
+        "vm: migrating (starting) 31.0 s (libvirt busy, stats 30 s old)"
+    )
+    # The disk copied, the memory stream not begun yet: that is the memory phase.
+    done = JobSnapshot(300.0, disk_total=64 * MIB)
+    assert progress_line("vm", done).startswith("vm: migrating (memory) 300.0 s: RAM 0/0")
+
+
 def test_progress_line_says_when_libvirt_is_busy() -> None:
     snapshot = JobSnapshot(10.0, disk_total=64 * MIB, disk_remaining=32 * MIB)
     assert "libvirt busy" not in progress_line("vm", snapshot, stale_s=1.0)
