@@ -6,11 +6,18 @@ writer puts its records) before the VM first boots, and `bandwidth_mib_s: 1` lim
 copy: libvirt applies the migration bandwidth to the NBD disk mirror as well as to the
 memory stream, so the disk alone takes over 300 s. The progress lines must stream while
 `up` runs (timestamps of the captured output), and `last_migrations` records the move.
+
+Once the disk is copied, the test lifts the limit (`virsh migrate-setspeed` on the
+source): a memory phase of many slow passes corrupts the TCG lab guest now and then
+(QEMU 7.2 here, reproduced with plain `virsh migrate`: lab/README.md, "Slow memory
+passes"). The memory phase then goes as in every other lab move; the engine call still
+lasts over 240 s, which is what this test is about.
 """
 
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +35,16 @@ VM_IP = "203.0.113.2"
 DISK = f"/var/lib/libvirt/images/{VM}.img"
 DISK_MIB = 320
 MIN_SECONDS = 240
+
+
+def lift_limit_at_memory_phase(lab: Any, stack: GeneratedStack, stop: threading.Event) -> None:
+    """At the first progress line of the memory phase, lift the bandwidth limit on the
+    source (see the module's docstring); ends with the `up` (stop) at the latest."""
+    while not stop.wait(0.5):
+        if any(f"{VM}: migrating (memory)" in line for _, line in list(stack.stamped)):
+            lab.run("old", ["virsh", "migrate-setspeed", VM, "--bandwidth", "8192"], timeout=60)
+            print(f"{VM}: bandwidth limit lifted at the memory phase")
+            return
 
 
 def test_bandwidth_limited_migration_longer_than_240_s(
@@ -54,10 +71,15 @@ def test_bandwidth_limited_migration_longer_than_240_s(
 
     stack.move(VM, "new")
     probe = lab.start_probe(VM_IP, 600)
+    stop = threading.Event()
+    lifter = threading.Thread(target=lift_limit_at_memory_phase, args=(lab, stack, stop))
     started = time.monotonic()
+    lifter.start()
     try:
         result = stack.up()
     finally:
+        stop.set()
+        lifter.join(30)
         timeline = probe.stop()
     seconds = time.monotonic() - started
     print(f"up took {seconds:.0f} s; {timeline.summary()}")
