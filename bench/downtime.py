@@ -208,6 +208,14 @@ def main() -> int:
             for source, target in (("old", "new"), ("new", "old")):
                 moves.append(glidepath_move(stack, run, source, target))
                 say(f"bench: {_describe(moves[-1])}")
+        # The engine's fixed cost, in the same run: the same `pulumi up` with nothing to
+        # change (every resource read and diffed, nothing moved).
+        noop_ups = [
+            pulumi_cli(stack.stack.name, "up", "--yes", "--skip-preview")[0] for _ in range(runs)
+        ]
+        say(
+            f"bench: no-op pulumi up of the same stack: {', '.join(f'{s:.2f}' for s in noop_ups)} s"
+        )
 
     say(f"bench: baseline, {runs} round trips by hand (the blog's procedure)")
     vm = guest.VmSpec(HAND_VM, vif=VIF)
@@ -228,7 +236,7 @@ def main() -> int:
             lab.run(host, ["rm", "-f", "--", vm.disk_path], check=False, timeout=30)
         baseline.switch_core("old")
 
-    return report(moves, runs)
+    return report(moves, runs, noop_ups)
 
 
 def _describe(move: MoveResult) -> str:
@@ -239,7 +247,7 @@ def _describe(move: MoveResult) -> str:
     )
 
 
-def report(moves: list[MoveResult], runs: int) -> int:
+def report(moves: list[MoveResult], runs: int, noop_ups: list[float]) -> int:
     say(
         table(
             ["kind", "run", "move", "gap_ms", "lost", "qemu_ms", "migrate_s", "total_s", "writes"],
@@ -265,6 +273,7 @@ def report(moves: list[MoveResult], runs: int) -> int:
 
     gap, base_gap = p50("glidepath", "gap_ms"), p50("baseline", "gap_ms")
     total, base_total = p50("glidepath", "total_s"), p50("baseline", "total_s")
+    noop = median(noop_ups)
     say(
         table(
             ["median of", "glidepath", "baseline", "ratio"],
@@ -278,11 +287,13 @@ def report(moves: list[MoveResult], runs: int) -> int:
                 ],
                 ["migration, s", p50("glidepath", "migrate_s"), p50("baseline", "migrate_s"), None],
                 ["total, s", total, base_total, total / base_total],
+                # What the ratio would be if glidepath's own work took no time at all.
+                ["no-op up (engine floor), s", noop, None, (base_total + noop) / base_total],
             ],
         )
     )
     json_path = results_path("downtime", "json")
-    save_json(json_path, {"runs": runs, "moves": [asdict(m) for m in moves]})
+    save_json(json_path, {"runs": runs, "moves": [asdict(m) for m in moves], "noop_up_s": noop_ups})
     png_path = json_path.with_suffix(".png")
     plot(moves, png_path)
     say(f"bench: {len(moves)} moves ({runs} round trips of each kind); {json_path}, {png_path}")
@@ -297,6 +308,8 @@ def report(moves: list[MoveResult], runs: int) -> int:
                 "total_s_p50": round(total, 2),
                 "baseline_total_s_p50": round(base_total, 2),
                 "overhead_ratio": round(total / base_total, 2),
+                "noop_up_s_p50": round(noop, 2),
+                "overhead_floor_ratio": round((base_total + noop) / base_total, 2),
             }
         )
     )
