@@ -8,6 +8,7 @@ git-ignored for the e2e-* and bench-* names) with its own VMs, edited as a whole
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ from pulumi import automation as auto
 
 from engine import PROJECT_ROOT
 from engine.workspace import project_stack
-from lab import baseline, guest
+from lab import baseline, guest, lifecycle
 from lab import topology as t
 from lab.proc import run
 
@@ -175,8 +176,11 @@ class GeneratedStack(LabStack):
                 return super().up()
         except auto.CommandError:
             # A VM that stopped answering may be the lab guest's own failure: keep its
-            # console in the report.
-            print(guest.console_tails(list(self.vms()), lab_hosts()))
+            # console in the report. Reading files only: no call that a fault under test
+            # could stall, and nothing here may replace the error itself.
+            state = lifecycle.load_state()
+            with contextlib.suppress(OSError):
+                print(guest.console_tails(list(self.vms()), list(state.hosts) if state else []))
             raise
 
 
