@@ -388,8 +388,10 @@ def wait_ready(host: str, vm: VmSpec, timeout: float = 60.0) -> None:
 
 
 def console_log_path(name: str) -> str:
-    """Where a lab VM's serial console goes (the domain XML of lab and glidepath alike)."""
-    return f"/var/log/libvirt/qemu/{name}-console.log"
+    """Where a lab VM's serial console goes: glidepath's domain XML decides."""
+    from providers.plans.domain import console_log_path as path
+
+    return path(name)
 
 
 def console_tails(names: list[str], hosts: list[str], chars: int = 1500) -> str:

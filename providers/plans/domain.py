@@ -75,6 +75,11 @@ def domain_uuid(name: str) -> str:
     return str(uuid.uuid5(_UUID_NAMESPACE, name))
 
 
+def console_log_path(name: str) -> str:
+    """Where a domain's serial console goes, on each host."""
+    return f"/var/log/libvirt/qemu/{name}-console.log"
+
+
 def domain_xml(spec: DomainSpec, disk_slices: dict[str, int] | None = None) -> str:
     """The domain XML. `disk_slices` maps a disk path to the bytes of its guest-visible
     size where the file underneath is bigger (a migration onto a grown target disk)."""
@@ -130,7 +135,7 @@ def domain_xml(spec: DomainSpec, disk_slices: dict[str, int] | None = None) -> s
       <model type='virtio'/>
     </interface>
     <serial type='file'>
-      <source path={q(f"/var/log/libvirt/qemu/{spec.name}-console.log")} append='on'/>
+      <source path={q(console_log_path(spec.name))} append='on'/>
       <target port='0'/>
     </serial>
     <controller type='usb' model='none'/>

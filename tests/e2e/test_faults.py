@@ -49,7 +49,7 @@ DISK = f"/var/lib/libvirt/images/{VM}.img"
 DISK_MIB = 1024
 TIMEOUT_S = 90  # the move's own abort (migration.timeout_s)
 MIGRATING = f"{VM}: migrating ("
-CONSOLE = f"/var/log/libvirt/qemu/{VM}-console.log"
+CONSOLE = guest.console_log_path(VM)
 LINK_CUT_S = 20
 
 
