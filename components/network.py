@@ -121,11 +121,12 @@ class RoutedNetwork(pulumi.ComponentResource):
         # The catch-all above reaches only the first peer. A VM on any peer gets its own
         # /32 on the upstream, via that peer's end of their tunnel, at the catch-all's
         # metric. It is part of the path, so it exists before the VM leaves the upstream:
-        # while the VM still runs there its vif route (metric 0) wins, and at the instant
-        # QEMU exits on the upstream (the vif route goes with the tap) inbound traffic
-        # follows the VM through the tunnel. Moving back to the upstream needs nothing:
-        # the destination's vif route (metric 0) wins as soon as its tap appears, and the
-        # stale /32 is deleted at the end of the run. Not covered: a move straight between
+        # while the VM still runs there its vif route (metric 0) wins, and when the VM
+        # pauses for the switch the migration's route handover deletes that vif route
+        # (providers/plans/handover.py): inbound traffic follows the VM through the tunnel.
+        # Moving back to the upstream, the handover routes the /32 to the destination's
+        # tap (metric 0) at that same instant, and the stale /32 is deleted at the end of
+        # the run. Not covered: a move straight between
         # two non-upstream hosts (this route is switched before the migration, so inbound
         # traffic reaches the target early); move through the upstream instead.
         for vm in config.vms_of(network.name):

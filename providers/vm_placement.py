@@ -19,6 +19,7 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, Updat
 
 from providers import transport, validate
 from providers.base import HostProvider, endpoint_of, parse_endpoint
+from providers.plans import handover
 from providers.plans import migration as policy
 from providers.plans.domain import (
     MIB,
@@ -92,6 +93,104 @@ class _JobStatsReader:
 
     def stop(self) -> None:
         self._stopped.set()
+
+
+class _RouteHandover:
+    """Moves a migrating VM's /32 from the source's tap to the target's at the instant
+    the source pauses (providers/plans/handover.py says why).
+
+    `hold` before the migration starts; `finish` after it ended, whatever the outcome:
+    it routes the address where the VM runs and removes the hold.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        source: tuple[str, SshSession, str, str],
+        target: tuple[str, SshSession, str, str],
+    ) -> None:
+        # (host name, session, ip, vif) for each end
+        self._name = name
+        self._source, self._target = source, target
+        self._paused = threading.Event()
+        self._stopped = threading.Event()
+        self._handed = threading.Event()
+        self._callback: int | None = None
+        self._conn: Any = None
+        self._thread: threading.Thread | None = None
+
+    def hold(self, timeout_s: float) -> None:
+        _host, ssh, _ip, vif = self._target
+        ssh.run(handover.make_hold_dir())
+        host_now = int(ssh.run(["date", "+%s"]).stdout.strip())
+        ssh.write_file(handover.hold_path(vif), handover.hold_until(host_now, timeout_s), "0600")
+
+    def watch(self, source_conn: Any, dom: Any) -> None:
+        """Hand the route over when libvirt reports the source paused for the switch."""
+        import libvirt
+
+        def on_lifecycle(_conn: Any, _dom: Any, event: int, detail: int, _opaque: Any) -> None:
+            # Runs in libvirt's event loop thread: note it and return.
+            if (
+                event == libvirt.VIR_DOMAIN_EVENT_SUSPENDED
+                and detail == libvirt.VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED
+            ):
+                self._paused.set()
+
+        self._conn = source_conn
+        self._callback = source_conn.domainEventRegisterAny(
+            dom, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, on_lifecycle, None
+        )
+        self._thread = threading.Thread(
+            target=self._run, name=f"handover-{self._name}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._paused.wait(0.2):
+            if self._stopped.is_set():
+                return
+        started = time.monotonic()
+        # Both ends at once: which host receives the traffic depends on the upstream.
+        away = threading.Thread(target=self._route_away, daemon=True)
+        away.start()
+        target_host, target_ssh, ip, vif = self._target
+        try:
+            target_ssh.run(handover.route_here(ip, vif))
+            self._handed.set()
+        except Exception as err:  # finish routes it once the move ended
+            _log(f"{self._name}: routing {ip} to {vif} on {target_host} failed: {err}")
+        away.join(10)
+        _log(
+            f"{self._name}: paused on {self._source[0]}; {ip} routed to {target_host} "
+            f"{(time.monotonic() - started) * 1000:.0f} ms later"
+        )
+
+    def _route_away(self) -> None:
+        _host, ssh, ip, vif = self._source
+        with contextlib.suppress(Exception):  # the route may be gone with the tap already
+            ssh.run(handover.route_away(ip, vif), check=False)
+
+    def finish(self, moved: bool) -> None:
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join(15)
+        if self._callback is not None:
+            with contextlib.suppress(Exception):
+                self._conn.domainEventDeregisterAny(self._callback)
+        target_host, target_ssh, target_ip, target_vif = self._target
+        with contextlib.suppress(Exception):
+            target_ssh.run(handover.release(target_vif), check=False)
+        if moved and not self._handed.is_set():
+            # No pause event reached us (or its routing failed): route it now.
+            _log(f"{self._name}: routing {target_ip} to {target_vif} on {target_host} now")
+            target_ssh.run(handover.route_here(target_ip, target_vif))
+        elif not moved and self._paused.is_set():
+            # The VM runs on the source again (see _recover): its route comes back.
+            source_host, source_ssh, ip, vif = self._source
+            result = source_ssh.run(handover.route_here(ip, vif), check=False)
+            if not result.ok:
+                _log(f"{self._name}: could not route {ip} to {vif} on {source_host} again")
 
 
 def _parse_disks(value: Any) -> list[dict[str, Any]]:
@@ -273,9 +372,14 @@ class VmPlacementProvider(HostProvider):
         spec = DomainSpec.from_props(props, props.get("domain_type", "qemu"))
         dom = conn.defineXML(domain_xml(spec))
         if not dom.isActive():
-            dom.create()
+            self._start(props, dom)
             _log(f"{name}: started on {endpoint.name}")
         return CreateResult(name, self._outputs(props, dom, None))
+
+    def _start(self, props: dict[str, Any], dom: Any) -> None:
+        # A hold left by a killed move would keep the VM's route off its tap.
+        self.session(props).run(handover.release(props["vif"]))
+        dom.create()
 
     def _outputs(
         self, props: dict[str, Any], dom: Any, last: dict[str, Any] | None
@@ -343,7 +447,7 @@ class VmPlacementProvider(HostProvider):
             conn.defineXML(domain_xml(spec))  # takes effect at the next boot
             _log(f"{news['name']}: definition updated; memory/CPU/boot changes apply at next boot")
         if not dom.isActive():
-            dom.create()
+            self._start(news, dom)
             _log(f"{news['name']}: started on {target}")
         return UpdateResult(self._outputs(news, dom, last))
 
@@ -470,106 +574,120 @@ class VmPlacementProvider(HostProvider):
         if settings.get("auto_converge", True):
             flags |= libvirt.VIR_MIGRATE_AUTO_CONVERGE  # throttle a guest that dirties faster
         dom.migrateSetMaxDowntime(max_downtime, 0)
-        _log(f"{name}: migrating {placement.host} -> {news['host']['name']}")
-        outcome: dict[str, Any] = {}
-
-        def worker() -> None:
-            try:
-                outcome["domain"] = dom.migrate3(target_conn, params, flags)
-            except BaseException as err:  # reported by the monitor below
-                outcome["error"] = err
-
-        started = time.monotonic()
-        thread = threading.Thread(target=worker, name=f"migrate-{name}", daemon=True)
-        thread.start()
-        router = news.get("cutover_router")
-        if router and self._credentials is not None:
-            # The network's cutover follows the copy: open its router's SSH connection
-            # meanwhile, so the switch does not wait for a handshake (~110 ms in the lab).
-            transport.warm_up(endpoint_of({"host": router}), self._credentials)
-        reader = _JobStatsReader(dom, started)
-        downtime = max_downtime
-        aborted: str | None = None
-        next_progress = started
         timeout_s = float(settings.get("timeout_s", 600))
-        next_keepalive = started + KEEPALIVE_S
-        first: policy.JobSnapshot | None = None
-        try:
-            while thread.is_alive():
-                thread.join(POLL_S)
-                if not thread.is_alive():
-                    break
-                now = time.monotonic()
-                if now >= next_keepalive:
-                    # The target's connection is idle from Prepare to Finish, and nothing
-                    # reads its SSH channel then: sshd's client-alive checks go unanswered,
-                    # it drops the connection and the target's libvirtd kills the incoming
-                    # domain (a 1 MiB/s move failed after ~2 min with "migration of disk
-                    # vda failed: Input/output error"). A cheap call keeps it serviced.
-                    next_keepalive = now + KEEPALIVE_S
-                    with contextlib.suppress(libvirt.libvirtError):
-                        target_conn.getLibVersion()
-                snapshot, stale_s = reader.latest()
-                if snapshot is None:
-                    continue
-                # libvirt updates the mirror's byte counts in chunks: the rate over the
-                # whole job so far gives a steadier ETA than the last interval.
-                first = first or snapshot
-                snapshot = snapshot.with_rate_since(first)
-                decision = policy.decide(
-                    # The timeout counts from now, however old the stats are.
-                    dataclasses.replace(snapshot, elapsed_s=time.monotonic() - started),
-                    max_downtime_ms=max_downtime,
-                    current_downtime_ms=downtime,
-                    timeout_s=timeout_s,
-                )
-                if decision.abort and aborted is None:
-                    aborted = decision.abort
-                    _log(f"{name}: aborting: {aborted}")
-                    try:
-                        dom.abortJob()
-                    except libvirt.libvirtError as err:
-                        _log(f"{name}: abort failed: {err}")
-                elif decision.set_downtime_ms:
-                    downtime = decision.set_downtime_ms
-                    _log(
-                        f"{name}: not converging at pass {snapshot.memory_iteration}: "
-                        f"max downtime -> {downtime} ms"
-                    )
-                    try:
-                        dom.migrateSetMaxDowntime(downtime, 0)
-                    except libvirt.libvirtError as err:
-                        _log(f"{name}: could not raise max downtime: {err}")
-                if time.monotonic() >= next_progress:
-                    _log(policy.progress_line(name, snapshot, stale_s=stale_s))
-                    next_progress = time.monotonic() + PROGRESS_EVERY_S
-        finally:
-            reader.stop()
-        seconds = time.monotonic() - started
-        if "error" in outcome or aborted:
-            where = self._recover(source_conn, name, placement.host)
-            reason = aborted or str(outcome.get("error"))
-            raise MigrationError(
-                f"{name}: migration {placement.host} -> {news['host']['name']} failed after "
-                f"{seconds:.1f} s: {reason}. {where}"
-            )
-        new_dom = outcome["domain"]
-        stats = {}
-        with contextlib.suppress(libvirt.libvirtError):
-            stats = new_dom.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
-        last = {
-            "from": placement.host,
-            "to": news["host"]["name"],
-            "seconds": round(seconds, 3),
-            "downtime_ms": int(stats.get("downtime", 0)),
-            "bytes": int(stats.get("memory_processed", 0)) + int(stats.get("disk_processed", 0)),
-            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        _log(
-            f"{name}: moved {last['from']} -> {last['to']} in {last['seconds']:.1f} s, "
-            f"downtime {last['downtime_ms']} ms (QEMU), {last['bytes'] // MIB} MiB copied"
+        routes = _RouteHandover(
+            name,
+            (placement.host, self.session(source_props), olds["ip"], olds["vif"]),
+            (news["host"]["name"], target_ssh, news["ip"], news["vif"]),
         )
-        return last
+        routes.hold(timeout_s)
+        _log(f"{name}: migrating {placement.host} -> {news['host']['name']}")
+        moved = False
+        try:
+            routes.watch(source_conn, dom)
+            outcome: dict[str, Any] = {}
+
+            def worker() -> None:
+                try:
+                    outcome["domain"] = dom.migrate3(target_conn, params, flags)
+                except BaseException as err:  # reported by the monitor below
+                    outcome["error"] = err
+
+            started = time.monotonic()
+            thread = threading.Thread(target=worker, name=f"migrate-{name}", daemon=True)
+            thread.start()
+            router = news.get("cutover_router")
+            if router and self._credentials is not None:
+                # The network's cutover follows the copy: open its router's SSH connection
+                # meanwhile, so the switch does not wait for a handshake (~110 ms in the lab).
+                transport.warm_up(endpoint_of({"host": router}), self._credentials)
+            reader = _JobStatsReader(dom, started)
+            downtime = max_downtime
+            aborted: str | None = None
+            next_progress = started
+            next_keepalive = started + KEEPALIVE_S
+            first: policy.JobSnapshot | None = None
+            try:
+                while thread.is_alive():
+                    thread.join(POLL_S)
+                    if not thread.is_alive():
+                        break
+                    now = time.monotonic()
+                    if now >= next_keepalive:
+                        # The target's connection is idle from Prepare to Finish, and nothing
+                        # reads its SSH channel then: sshd's client-alive checks go unanswered,
+                        # it drops the connection and the target's libvirtd kills the incoming
+                        # domain (a 1 MiB/s move failed after ~2 min with "migration of disk
+                        # vda failed: Input/output error"). A cheap call keeps it serviced.
+                        next_keepalive = now + KEEPALIVE_S
+                        with contextlib.suppress(libvirt.libvirtError):
+                            target_conn.getLibVersion()
+                    snapshot, stale_s = reader.latest()
+                    if snapshot is None:
+                        continue
+                    # libvirt updates the mirror's byte counts in chunks: the rate over the
+                    # whole job so far gives a steadier ETA than the last interval.
+                    first = first or snapshot
+                    snapshot = snapshot.with_rate_since(first)
+                    decision = policy.decide(
+                        # The timeout counts from now, however old the stats are.
+                        dataclasses.replace(snapshot, elapsed_s=time.monotonic() - started),
+                        max_downtime_ms=max_downtime,
+                        current_downtime_ms=downtime,
+                        timeout_s=timeout_s,
+                    )
+                    if decision.abort and aborted is None:
+                        aborted = decision.abort
+                        _log(f"{name}: aborting: {aborted}")
+                        try:
+                            dom.abortJob()
+                        except libvirt.libvirtError as err:
+                            _log(f"{name}: abort failed: {err}")
+                    elif decision.set_downtime_ms:
+                        downtime = decision.set_downtime_ms
+                        _log(
+                            f"{name}: not converging at pass {snapshot.memory_iteration}: "
+                            f"max downtime -> {downtime} ms"
+                        )
+                        try:
+                            dom.migrateSetMaxDowntime(downtime, 0)
+                        except libvirt.libvirtError as err:
+                            _log(f"{name}: could not raise max downtime: {err}")
+                    if time.monotonic() >= next_progress:
+                        _log(policy.progress_line(name, snapshot, stale_s=stale_s))
+                        next_progress = time.monotonic() + PROGRESS_EVERY_S
+            finally:
+                reader.stop()
+            seconds = time.monotonic() - started
+            if "error" in outcome or aborted:
+                where = self._recover(source_conn, name, placement.host)
+                reason = aborted or str(outcome.get("error"))
+                raise MigrationError(
+                    f"{name}: migration {placement.host} -> {news['host']['name']} failed after "
+                    f"{seconds:.1f} s: {reason}. {where}"
+                )
+            new_dom = outcome["domain"]
+            stats = {}
+            with contextlib.suppress(libvirt.libvirtError):
+                stats = new_dom.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+            last = {
+                "from": placement.host,
+                "to": news["host"]["name"],
+                "seconds": round(seconds, 3),
+                "downtime_ms": int(stats.get("downtime", 0)),
+                "bytes": int(stats.get("memory_processed", 0))
+                + int(stats.get("disk_processed", 0)),
+                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            _log(
+                f"{name}: moved {last['from']} -> {last['to']} in {last['seconds']:.1f} s, "
+                f"downtime {last['downtime_ms']} ms (QEMU), {last['bytes'] // MIB} MiB copied"
+            )
+            moved = True
+            return last
+        finally:
+            # After _recover: a VM back on its source gets its route back there.
+            routes.finish(moved)
 
     def _recover(self, source_conn: Any, name: str, source: str) -> str:
         """After a failed move: the VM must run on the source. Say what we found/did."""

@@ -15,9 +15,12 @@ from collections.abc import Mapping
 from providers.plans import FileWrite, Plan, PlanError
 
 MODE = "0755"
+#: Where glidepath holds the route of a VM migrating in (a file per vif, see render).
+#: Under libvirt's run directory: per host, and gone after a reboot.
+HOLD_DIR = "/run/libvirt/glidepath-hold"
 # Matches validate.interface_name without wildcard: safe unquoted in a `case` pattern
 # (no * ? [ ] | or spaces) and as a path component under /proc/sys.
-_VIF = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,14}$")
+VIF_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,14}$")
 # Absolute, plain characters only: the path is printed into the script's header comment.
 _PATH = re.compile(r"^(/[A-Za-z0-9_.-]+)+$")
 
@@ -54,13 +57,19 @@ _FOOTER = """\
         exit 0
         ;;
 esac
-# replace, not add: on an incoming migration or a libvirtd restart the route may exist.
-ip route replace "$ip/32" dev "$dev"
 # The VM's gateway is its own address, so it ARPs for every peer and we answer by proxy.
 # Written under /proc, not with sysctl, which would read a '.' in the name as a separator.
 echo 1 > "/proc/sys/net/ipv4/conf/$dev/proxy_arp"
 # Answer at once: the default proxy_delay holds the first packet to a new peer up to 0.8 s.
 echo 0 > "/proc/sys/net/ipv4/neigh/$dev/proxy_delay"
+# A VM migrating in: its source answers for the address until the VM pauses there, and
+# glidepath routes it here then. A hold holds until the time (epoch seconds) it contains.
+hold="{hold_dir}/$dev"
+if [ -r "$hold" ] && [ "$(date +%s)" -lt "$(cat "$hold")" ]; then
+    exit 0
+fi
+# replace, not add: after a hold or a libvirtd restart the route may exist.
+ip route replace "$ip/32" dev "$dev"
 exit 0
 """
 
@@ -71,7 +80,7 @@ def render(path: str, routes: Mapping[str, str]) -> str:
     arms: list[str] = []
     seen: dict[str, str] = {}
     for vif in sorted(routes):
-        if not _VIF.fullmatch(vif):
+        if not VIF_NAME.fullmatch(vif):
             raise PlanError(f"routes: {vif!r} is not a plain interface name")
         try:
             address = ipaddress.IPv4Address(str(routes[vif]).strip())
@@ -84,7 +93,7 @@ def render(path: str, routes: Mapping[str, str]) -> str:
             )
         seen[str(address)] = vif
         arms.append(f"    {vif}) ip={address} ;;\n")
-    return _HEADER.format(path=path) + "".join(arms) + _FOOTER
+    return _HEADER.format(path=path) + "".join(arms) + _FOOTER.format(hold_dir=HOLD_DIR)
 
 
 def plan_directory(directory: str, kind: str | None) -> Plan:

@@ -22,6 +22,7 @@ import pytest
 
 import lab as lab_module
 from lab import baseline, guest
+from providers.plans.vif_route_script import HOLD_DIR
 from tests.e2e.conftest import GeneratedStack, lab_hosts, lab_vm
 from tests.e2e.test_preflight import running_on, wait_answers
 
@@ -156,6 +157,14 @@ def test_d_new_host_added_and_used_in_the_same_run(lab: Any, stack: GeneratedSta
 def test_d_back_from_the_new_host(lab: Any, stack: GeneratedStack) -> None:
     assert where(stack) == {"a": "old", "b": "h3"}
     stack.move("b", "old")
+    since = len(stack.stamped)
     probed_up(lab, stack, "(d) b h3->old")
     assert upstream(stack) == "old"
     assert baseline.core_route() == "old"
+    # Into the upstream, which routes both ways: old held b's route off its new tap until
+    # b paused on h3 (before, inbound went into that tap for the whole copy: a 613 ms
+    # gap), then routed it there; the hold is gone.
+    lines = [line for _, line in stack.stamped[since:]]
+    assert any(f"b: paused on h3; {IPS['b']} routed to old" in line for line in lines), lines
+    held = lab.run("old", ["ls", "-A", "--", HOLD_DIR], check=False).stdout.split()
+    assert "vif1" not in held

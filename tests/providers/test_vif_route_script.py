@@ -26,6 +26,7 @@ DIRECTORY = f"/etc/libvirt/scripts-test-{os.getpid()}"
 PATH = f"{DIRECTORY}/vif-route"
 ROUTES = {"vif0": "203.0.113.2", "vif7": "203.0.113.200"}
 TAPS = ("vif7", "vif8")
+HOLD = f"{plans.HOLD_DIR}/vif7"
 
 
 def _outs(result: CreateResult | UpdateResult | ReadResult) -> dict[str, Any]:
@@ -39,6 +40,7 @@ def cleanup(lab: Any) -> Iterator[None]:
     for tap in TAPS:
         lab.run(HOST, ["ip", "link", "del", tap], check=False)  # takes its routes along
     lab.run(HOST, ["rm", "-rf", "--", DIRECTORY])
+    lab.run(HOST, ["rm", "-f", "--", HOLD])
 
 
 @pytest.fixture
@@ -120,6 +122,18 @@ def test_script_routes_a_tap_for_real(
     link = json.loads(lab.run(HOST, ["ip", "-j", "link", "show", "dev", "vif7"]).stdout)
     assert "UP" in link[0]["flags"]
     lab.run(HOST, [PATH, "vif7"])  # again, as on a libvirtd restart: still fine
+
+    # A VM migrating in: a current hold keeps the route off the tap (proxy ARP is on);
+    # a lapsed one does not.
+    lab.run(HOST, ["ip", "route", "del", "203.0.113.200/32", "dev", "vif7"])
+    lab.run(HOST, ["install", "-d", "-m", "0700", "--", plans.HOLD_DIR])
+    now = int(lab.run(HOST, ["date", "+%s"]).stdout)
+    for until, routed in ((now + 60, []), (now - 1, [("203.0.113.200", "link")])):
+        lab.run(HOST, ["sh", "-c", f"echo {until} > {HOLD}"])
+        lab.run(HOST, [PATH, "vif7"])
+        routes = json.loads(lab.run(HOST, ["ip", "-j", "route", "show", "dev", "vif7"]).stdout)
+        assert [(r["dst"], r.get("scope")) for r in routes] == routed, until - now
+        assert lab.run(HOST, ["cat", "/proc/sys/net/ipv4/conf/vif7/proxy_arp"]).stdout == "1\n"
 
     # A tap no VM of the stack uses: brought up, nothing else, exit 0.
     lab.run(HOST, [PATH, "vif8"])
