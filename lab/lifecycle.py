@@ -72,6 +72,9 @@ def load_state() -> State | None:
 
 #: Several test sessions and tools share one lab: up/down hold this lock.
 LOCK_FILE = Path("/run/lock/glidepath-lab.lock")
+#: Runs libvirtd below a subreaper of its own (see start_libvirtd).
+REAPER = Path(__file__).with_name("reaper.py")
+LIBVIRTD = ("taskset", "-c", "0", "libvirtd", "-d", "-p", "/run/libvirt/libvirtd.pid")
 
 
 @contextmanager
@@ -482,9 +485,11 @@ def start_libvirtd(host: str) -> int:
     # capabilities, and CPUID differs between this machine's CPUs, so an
     # unpinned libvirtd re-probed QEMU (7 s) on about every other start.
     # libvirt resets each QEMU's affinity to all CPUs, so VMs are not pinned.
+    # Below a reaper of its own: this machine's PID 1 reaps a stopped QEMU 1.5-1.8 s late,
+    # and libvirt waits for that (lab/reaper.py).
     run(
         h.name,
-        ["taskset", "-c", "0", "libvirtd", "-d", "-p", "/run/libvirt/libvirtd.pid"],
+        [sys.executable, str(REAPER), *LIBVIRTD],
         timeout=60,
     )
     _wait(lambda: _pid_alive(h.libvirtd_pidfile) is not None, f"libvirtd pid on {h.name}", 10)
