@@ -17,7 +17,9 @@ move of each kind with its phases), and a last line of key=value pairs.
 from __future__ import annotations
 
 import argparse
+import datetime
 import re
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -33,6 +35,7 @@ import lab
 from bench.common import key_values, median, pulumi_cli, results_path, save_json, say, table
 from lab import baseline, guest
 from lab.probe import ProbeResult, probe, start_probe
+from lab.proc import popen
 from lab.stacks import GeneratedStack, generated_stack, lab_vm
 
 VM, VIF = "blog", 0
@@ -52,6 +55,10 @@ class MoveResult:
     total_s: float
     migrate_s: float | None
     lost_writes: int
+    # libvirt's lifecycle events: the VM paused on the source -> resumed on the target
+    # (ms), and the longest reply gap overlapping that pause (ms); None without events.
+    pause_ms: float | None = None
+    switch_gap_ms: float | None = None
     # Phases in seconds since the probe started: name -> time.
     phases: dict[str, float] = field(default_factory=dict)
     timeline: dict[str, Any] = field(default_factory=dict)
@@ -77,6 +84,65 @@ def lost_writes(host: str, disk: str) -> int:
     return sum(b - a + 1 for a, b in guest.sequence_gaps(guest.read_sequence(host, disk)))
 
 
+# `virsh event --timestamp` lines: "2026-11-26 10:54:01.163+0000: event 'lifecycle' for
+# domain 'blog': Suspended Migrated".
+_EVENT = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\+0000: event 'lifecycle' "
+    r"for domain '([^']+)': (\w+) (\w+)"
+)
+
+
+class PauseWatch:
+    """libvirt's lifecycle events of both hosts during one move (`virsh event` on each):
+    when the VM paused on the source and resumed on the target, by libvirt's clock."""
+
+    def __init__(self, vm: str, source: str, target: str) -> None:
+        self.vm, self.source, self.target = vm, source, target
+        argv = ["stdbuf", "-oL", "virsh", "event", "--loop", "--timestamp", "--event", "lifecycle"]
+        self._procs = {host: popen(host, argv, stdout=subprocess.PIPE) for host in (source, target)}
+        time.sleep(0.3)  # virsh connects and registers before the move starts
+
+    def stop(self) -> tuple[float, float] | None:
+        """(paused at, resumed at) as wall-clock seconds, or None if either is missing."""
+        events: dict[str, list[tuple[float, str]]] = {}
+        for host, proc in self._procs.items():
+            proc.terminate()
+            out = proc.communicate(timeout=10)[0] or ""
+            events[host] = []
+            for line in out.splitlines():
+                match = _EVENT.match(line.strip())
+                if match and match[2] == self.vm:
+                    at = datetime.datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S.%f")
+                    stamp = at.replace(tzinfo=datetime.UTC).timestamp()
+                    events[host].append((stamp, f"{match[3]} {match[4]}"))
+        paused = [at for at, what in events[self.source] if what == "Suspended Migrated"]
+        if not paused:
+            return None
+        resumed = [
+            at for at, what in events[self.target] if what == "Resumed Migrated" and at >= paused[0]
+        ]
+        return (paused[0], resumed[0]) if resumed else None
+
+
+def at_the_switch(
+    timeline: ProbeResult, pause: tuple[float, float] | None
+) -> tuple[float | None, float | None]:
+    """(pause ms, the longest reply gap overlapping the pause in ms)."""
+    if pause is None:
+        return None, None
+    paused, resumed = (at - timeline.started_at for at in pause)
+    overlapping = [
+        ms for start, ms in timeline.gaps() if start <= resumed and start + ms / 1000 >= paused
+    ]
+    return round((resumed - paused) * 1000, 1), max(overlapping, default=0.0)
+
+
+def _pause_phases(timeline: ProbeResult, pause: tuple[float, float] | None) -> dict[str, float]:
+    if pause is None:
+        return {}
+    return {"paused": pause[0] - timeline.started_at, "resumed": pause[1] - timeline.started_at}
+
+
 # Lines of the `pulumi up` output that mark the phases of a move.
 PHASE_LINES = {
     "migration starts": re.compile(rf"\b{VM}: migrating \w+ -> \w+$"),
@@ -89,18 +155,21 @@ PHASE_LINES = {
 def glidepath_move(stack: GeneratedStack, run: int, source: str, target: str) -> MoveResult:
     disk = stack.disks()[0]
     stack.move(VM, target)
+    watch = PauseWatch(VM, source, target)
     running = start_probe(lab_vm(VM, VIF, target)["ip"], PROBE_S)
     started = time.time()
     try:
         total, lines = pulumi_cli(stack.stack.name, "up", "--yes", "--skip-preview")
     finally:
         timeline = running.stop()
+        pause = watch.stop()
     migration = stack.outputs()["last_migrations"][VM]
     phases: dict[str, float] = {"pulumi up": started - timeline.started_at}
     for at, line in lines:
         for phase, pattern in PHASE_LINES.items():
             if phase not in phases and pattern.search(line.rstrip()):
                 phases[phase] = at - timeline.started_at
+    phases.update(_pause_phases(timeline, pause))
     wait_answers(timeline.target)
     return MoveResult(
         "glidepath",
@@ -113,18 +182,21 @@ def glidepath_move(stack: GeneratedStack, run: int, source: str, target: str) ->
         total,
         float(migration["seconds"]),
         lost_writes(target, disk),
+        *at_the_switch(timeline, pause),
         phases,
         _timeline(timeline),
     )
 
 
 def hand_move(vm: guest.VmSpec, run: int, source: str, target: str) -> MoveResult:
+    watch = PauseWatch(vm.name, source, target)
     running = start_probe(vm.ip, PROBE_S)
     time.sleep(0.5)
     try:
         hand = baseline.hand_migrate(vm.name, source, target, disk_path=vm.disk_path)
     finally:
         timeline = running.stop()
+        pause = watch.stop()
     start = hand.migrate_started_at - timeline.started_at
     phases = {
         "migration starts": start,
@@ -133,6 +205,7 @@ def hand_move(vm: guest.VmSpec, run: int, source: str, target: str) -> MoveResul
     }
     if hand.first_direct_packet_s is not None:
         phases["first direct packet"] = phases["switch"] + hand.first_direct_packet_s
+    phases.update(_pause_phases(timeline, pause))
     wait_answers(vm.ip)
     return MoveResult(
         "baseline",
@@ -145,6 +218,7 @@ def hand_move(vm: guest.VmSpec, run: int, source: str, target: str) -> MoveResul
         hand.total_s,
         hand.migrate_s,
         lost_writes(target, vm.disk_path),
+        *at_the_switch(timeline, pause),
         phases,
         _timeline(timeline),
     )
@@ -172,7 +246,15 @@ def plot(moves: list[MoveResult], path: Path) -> None:
         ax.plot(xs, rtts, ".", markersize=2, color="tab:blue", label="reply (RTT)")
         for (name, at), color in zip(
             sorted(move.phases.items(), key=lambda p: p[1]),
-            ["tab:gray", "tab:orange", "tab:green", "tab:red", "tab:purple"],
+            [
+                "tab:gray",
+                "tab:orange",
+                "tab:olive",
+                "tab:cyan",
+                "tab:green",
+                "tab:red",
+                "tab:purple",
+            ],
             strict=False,
         ):
             ax.axvline(at, color=color, linestyle="--", linewidth=1, label=name)
@@ -192,6 +274,12 @@ def plot(moves: list[MoveResult], path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="round trips of each kind")
+    parser.add_argument(
+        "--max-downtime-ms",
+        type=int,
+        default=None,
+        help="the glidepath VM's migration.max_downtime_ms (default: glidepath's own)",
+    )
     args = parser.parse_args()
     runs = max(1, args.runs)
     say("bench: bringing the lab up")
@@ -199,7 +287,11 @@ def main() -> int:
     moves: list[MoveResult] = []
 
     say(f"bench: glidepath, {runs} round trips old -> new -> old through `pulumi up`")
-    with generated_stack("bench-downtime", {VM: lab_vm(VM, VIF, "old")}) as stack:
+    extra = {}
+    if args.max_downtime_ms is not None:
+        extra["migration"] = {"max_downtime_ms": args.max_downtime_ms}
+        say(f"bench: glidepath moves with max_downtime_ms {args.max_downtime_ms}")
+    with generated_stack("bench-downtime", {VM: lab_vm(VM, VIF, "old", **extra)}) as stack:
         stack.echo = False  # the table says what matters; the JSON keeps the rest
         if stack.up().summary.result != "succeeded":
             raise SystemExit("bench: the first pulumi up failed")
@@ -242,7 +334,8 @@ def main() -> int:
 def _describe(move: MoveResult) -> str:
     return (
         f"{move.kind} run {move.run} {move.source}->{move.target}: gap {move.gap_ms:.0f} ms "
-        f"({move.lost_pings} pings lost), QEMU downtime {move.qemu_downtime_ms} ms, "
+        f"({move.lost_pings} pings lost), at the switch {move.switch_gap_ms} ms (paused "
+        f"{move.pause_ms} ms), QEMU downtime {move.qemu_downtime_ms} ms, "
         f"total {move.total_s:.2f} s, lost writes {move.lost_writes}"
     )
 
@@ -250,13 +343,27 @@ def _describe(move: MoveResult) -> str:
 def report(moves: list[MoveResult], runs: int, noop_ups: list[float]) -> int:
     say(
         table(
-            ["kind", "run", "move", "gap_ms", "lost", "qemu_ms", "migrate_s", "total_s", "writes"],
+            [
+                "kind",
+                "run",
+                "move",
+                "gap_ms",
+                "switch_ms",
+                "pause_ms",
+                "lost",
+                "qemu_ms",
+                "migrate_s",
+                "total_s",
+                "writes",
+            ],
             [
                 [
                     m.kind,
                     m.run,
                     f"{m.source}->{m.target}",
                     round(m.gap_ms),
+                    m.switch_gap_ms,
+                    m.pause_ms,
                     m.lost_pings,
                     m.qemu_downtime_ms,
                     m.migrate_s,
@@ -272,6 +379,7 @@ def report(moves: list[MoveResult], runs: int, noop_ups: list[float]) -> int:
         return median([getattr(m, attribute) for m in moves if m.kind == kind])
 
     gap, base_gap = p50("glidepath", "gap_ms"), p50("baseline", "gap_ms")
+    switch, base_switch = p50("glidepath", "switch_gap_ms"), p50("baseline", "switch_gap_ms")
     total, base_total = p50("glidepath", "total_s"), p50("baseline", "total_s")
     noop = median(noop_ups)
     say(
@@ -279,6 +387,15 @@ def report(moves: list[MoveResult], runs: int, noop_ups: list[float]) -> int:
             ["median of", "glidepath", "baseline", "ratio"],
             [
                 ["longest gap, ms", gap, base_gap, gap / base_gap],
+                # The part of it a move's switch-over makes: the gap overlapping libvirt's
+                # pause (source suspended -> target resumed), and that pause.
+                ["gap at the switch, ms", switch, base_switch, switch / base_switch],
+                [
+                    "pause (libvirt events), ms",
+                    p50("glidepath", "pause_ms"),
+                    p50("baseline", "pause_ms"),
+                    None,
+                ],
                 [
                     "QEMU downtime, ms",
                     p50("glidepath", "qemu_downtime_ms"),
@@ -309,6 +426,8 @@ def report(moves: list[MoveResult], runs: int, noop_ups: list[float]) -> int:
                 "baseline_total_s_p50": round(base_total, 2),
                 "overhead_ratio": round(total / base_total, 2),
                 "noop_up_s_p50": round(noop, 2),
+                "switch_gap_ms_p50": round(switch),
+                "baseline_switch_gap_ms_p50": round(base_switch),
             }
         )
     )
