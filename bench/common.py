@@ -86,6 +86,10 @@ def pulumi_cli(
         # own StackReference ("failed to load checkpoint"); nothing reached a host.
         if args[0] == "up" and first and "failed to load checkpoint" in text:
             return pulumi_cli(stack, *args, first=False)
+        # The errors (under Diagnostics) and the tail: the tail alone is the outputs table.
+        errors = "".join(line for _, line in lines if "error" in line.lower())
         tail = "".join(line for _, line in lines[-30:])
-        raise SystemExit(f"bench: pulumi {args[0]} failed (exit {process.returncode}):\n{tail}")
+        raise SystemExit(
+            f"bench: pulumi {args[0]} failed (exit {process.returncode}):\n{errors}...\n{tail}"
+        )
     return time.time() - started, lines

@@ -32,7 +32,7 @@ import lab
 from bench.common import key_values, median, pulumi_cli, results_path, save_json, say, table
 from lab import guest
 from lab.probe import probe, start_probe
-from lab.stacks import GeneratedStack, generated_stack, lab_vm
+from lab.stacks import GeneratedStack, generated_stack, lab_hosts, lab_vm
 
 PROBE_S = 300.0
 SWITCH = re.compile(r"\bnet0: switching ")
@@ -74,7 +74,12 @@ def wait_answers(ips: list[str], seconds: float = 120) -> None:
 
 def up(stack: GeneratedStack, first: bool = False) -> tuple[float, float | None]:
     """One CLI `pulumi up`: its time, and the time.time() of the cutover's switch."""
-    seconds, lines = pulumi_cli(stack.stack.name, "up", "--yes", "--skip-preview", first=first)
+    try:
+        seconds, lines = pulumi_cli(stack.stack.name, "up", "--yes", "--skip-preview", first=first)
+    except SystemExit:
+        # A VM that stopped answering may be the TCG guest's own failure: its console says.
+        say(guest.console_tails(list(stack.vms()), lab_hosts()))
+        raise
     switched = next((at for at, line in lines if SWITCH.search(line)), None)
     return seconds, switched
 
