@@ -12,7 +12,7 @@ import dataclasses
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
@@ -95,6 +95,15 @@ class _JobStatsReader:
         self._stopped.set()
 
 
+class _End(NamedTuple):
+    """One end of a move, as the route handover sees it."""
+
+    host: str
+    ssh: SshSession
+    ip: str
+    vif: str
+
+
 class _RouteHandover:
     """Moves a migrating VM's /32 from the source's tap to the target's at the instant
     the source pauses (providers/plans/handover.py says why).
@@ -106,10 +115,9 @@ class _RouteHandover:
     def __init__(
         self,
         name: str,
-        source: tuple[str, SshSession, str, str],
-        target: tuple[str, SshSession, str, str],
+        source: _End,
+        target: _End,
     ) -> None:
-        # (host name, session, ip, vif) for each end
         self._name = name
         self._source, self._target = source, target
         self._paused = threading.Event()
@@ -120,10 +128,11 @@ class _RouteHandover:
         self._thread: threading.Thread | None = None
 
     def hold(self, timeout_s: float) -> None:
-        _host, ssh, _ip, vif = self._target
-        ssh.run(handover.make_hold_dir())
-        host_now = int(ssh.run(["date", "+%s"]).stdout.strip())
-        ssh.write_file(handover.hold_path(vif), handover.hold_until(host_now, timeout_s), "0600")
+        target = self._target
+        target.ssh.run(handover.make_hold_dir())
+        host_now = int(target.ssh.run(["date", "+%s"]).stdout.strip())
+        content = handover.hold_until(host_now, timeout_s)
+        target.ssh.write_file(handover.hold_path(target.vif), content, "0600")
 
     def watch(self, source_conn: Any, dom: Any) -> None:
         """Hand the route over when libvirt reports the source paused for the switch."""
@@ -154,22 +163,24 @@ class _RouteHandover:
         # Both ends at once: which host receives the traffic depends on the upstream.
         away = threading.Thread(target=self._route_away, daemon=True)
         away.start()
-        target_host, target_ssh, ip, vif = self._target
+        target = self._target
         try:
-            target_ssh.run(handover.route_here(ip, vif))
+            target.ssh.run(handover.route_here(target.ip, target.vif))
             self._handed.set()
         except Exception as err:  # finish routes it once the move ended
-            _log(f"{self._name}: routing {ip} to {vif} on {target_host} failed: {err}")
+            _log(
+                f"{self._name}: routing {target.ip} to {target.vif} on {target.host} failed: {err}"
+            )
         away.join(10)
         _log(
-            f"{self._name}: paused on {self._source[0]}; {ip} routed to {target_host} "
+            f"{self._name}: paused on {self._source.host}; {target.ip} routed to {target.host} "
             f"{(time.monotonic() - started) * 1000:.0f} ms later"
         )
 
     def _route_away(self) -> None:
-        _host, ssh, ip, vif = self._source
+        source = self._source
         with contextlib.suppress(Exception):  # the route may be gone with the tap already
-            ssh.run(handover.route_away(ip, vif), check=False)
+            source.ssh.run(handover.route_away(source.ip, source.vif), check=False)
 
     def finish(self, moved: bool) -> None:
         self._stopped.set()
@@ -178,19 +189,21 @@ class _RouteHandover:
         if self._callback is not None:
             with contextlib.suppress(Exception):
                 self._conn.domainEventDeregisterAny(self._callback)
-        target_host, target_ssh, target_ip, target_vif = self._target
+        source, target = self._source, self._target
         with contextlib.suppress(Exception):
-            target_ssh.run(handover.release(target_vif), check=False)
+            target.ssh.run(handover.release(target.vif), check=False)
         if moved and not self._handed.is_set():
             # No pause event reached us (or its routing failed): route it now.
-            _log(f"{self._name}: routing {target_ip} to {target_vif} on {target_host} now")
-            target_ssh.run(handover.route_here(target_ip, target_vif))
+            _log(f"{self._name}: routing {target.ip} to {target.vif} on {target.host} now")
+            target.ssh.run(handover.route_here(target.ip, target.vif))
         elif not moved and self._paused.is_set():
             # The VM runs on the source again (see _recover): its route comes back.
-            source_host, source_ssh, ip, vif = self._source
-            result = source_ssh.run(handover.route_here(ip, vif), check=False)
+            result = source.ssh.run(handover.route_here(source.ip, source.vif), check=False)
             if not result.ok:
-                _log(f"{self._name}: could not route {ip} to {vif} on {source_host} again")
+                _log(
+                    f"{self._name}: could not route {source.ip} to {source.vif} "
+                    f"on {source.host} again"
+                )
 
 
 def _parse_disks(value: Any) -> list[dict[str, Any]]:
@@ -577,8 +590,8 @@ class VmPlacementProvider(HostProvider):
         timeout_s = float(settings.get("timeout_s", 600))
         routes = _RouteHandover(
             name,
-            (placement.host, self.session(source_props), olds["ip"], olds["vif"]),
-            (news["host"]["name"], target_ssh, news["ip"], news["vif"]),
+            _End(placement.host, self.session(source_props), olds["ip"], olds["vif"]),
+            _End(news["host"]["name"], target_ssh, news["ip"], news["vif"]),
         )
         routes.hold(timeout_s)
         _log(f"{name}: migrating {placement.host} -> {news['host']['name']}")
