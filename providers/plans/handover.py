@@ -24,10 +24,14 @@ from providers.plans.vif_route_script import HOLD_DIR, VIF_NAME
 HOLD_MARGIN_S = 120
 
 
-def hold_path(vif: str) -> str:
+def _vif(vif: str) -> str:
     if not VIF_NAME.fullmatch(vif):
         raise PlanError(f"{vif!r} is not a plain interface name")
-    return posixpath.join(HOLD_DIR, vif)
+    return vif
+
+
+def hold_path(vif: str) -> str:
+    return posixpath.join(HOLD_DIR, _vif(vif))
 
 
 def hold_until(host_now_s: int, timeout_s: float) -> str:
@@ -53,12 +57,10 @@ def _host_route(ip: str) -> str:
 
 def route_here(ip: str, vif: str) -> list[str]:
     """On the target at the source's pause (and on the source after a failed move)."""
-    hold_path(vif)
-    return ["ip", "route", "replace", _host_route(ip), "dev", vif]
+    return ["ip", "route", "replace", _host_route(ip), "dev", _vif(vif)]
 
 
 def route_away(ip: str, vif: str) -> list[str]:
     """On the source at its pause: its tunnel route (a higher metric) takes over. Fails
     harmlessly when the route is already gone with the tap."""
-    hold_path(vif)
-    return ["ip", "route", "del", _host_route(ip), "dev", vif]
+    return ["ip", "route", "del", _host_route(ip), "dev", _vif(vif)]

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
+from providers.plans import handover
 from providers.plans import vif_route_script as plans
 from providers.vif_route_script import VifRouteScriptProvider
 
@@ -26,7 +27,7 @@ DIRECTORY = f"/etc/libvirt/scripts-test-{os.getpid()}"
 PATH = f"{DIRECTORY}/vif-route"
 ROUTES = {"vif0": "203.0.113.2", "vif7": "203.0.113.200"}
 TAPS = ("vif7", "vif8")
-HOLD = f"{plans.HOLD_DIR}/vif7"
+HOLD = handover.hold_path("vif7")
 
 
 def _outs(result: CreateResult | UpdateResult | ReadResult) -> dict[str, Any]:
@@ -126,10 +127,10 @@ def test_script_routes_a_tap_for_real(
     # A VM migrating in: a current hold keeps the route off the tap (proxy ARP is on);
     # a lapsed one does not.
     lab.run(HOST, ["ip", "route", "del", "203.0.113.200/32", "dev", "vif7"])
-    lab.run(HOST, ["install", "-d", "-m", "0700", "--", plans.HOLD_DIR])
+    lab.run(HOST, handover.make_hold_dir())
     now = int(lab.run(HOST, ["date", "+%s"]).stdout)
     for until, routed in ((now + 60, []), (now - 1, [("203.0.113.200", "link")])):
-        lab.run(HOST, ["sh", "-c", f"echo {until} > {HOLD}"])
+        lab.run(HOST, ["tee", "--", HOLD], input=f"{until}\n")
         lab.run(HOST, [PATH, "vif7"])
         routes = json.loads(lab.run(HOST, ["ip", "-j", "route", "show", "dev", "vif7"]).stdout)
         assert [(r["dst"], r.get("scope")) for r in routes] == routed, until - now
