@@ -5,7 +5,7 @@ PY := .venv/bin/python
 # The offline engine settings come from engine/ (one place for make, tests and benchmarks).
 ENGINE = eval "$$($(PY) -m engine shell)" &&
 
-.PHONY: bootstrap demo test lint lab-up lab-down
+.PHONY: bootstrap demo test check lint lab-up lab-down
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -15,6 +15,10 @@ demo: bootstrap
 
 test: bootstrap lint
 	@$(ENGINE) $(PY) -m pytest
+
+# The quick loop while working: lint, types, unit and plan tests (no lab, no engine).
+check: bootstrap lint
+	@$(ENGINE) $(PY) -m pytest -q -m "unit or plans"
 
 lint: bootstrap
 	@.venv/bin/ruff check .

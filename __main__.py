@@ -7,22 +7,29 @@ network the Upstream (the cutover) and the egress marks that follow it.
 
 import pulumi
 
-from components.config import load_config
+from components.config import load_access, load_config
 from components.host import HypervisorHost
 from components.link import HostLink
 from components.network import RoutedNetwork
-from components.previous import previous_outputs
+from components.routed import needs_routed_host, routed_host
 from components.summary import summary
 from components.vm import VirtualMachine
 
 config = load_config()
-hosts = {name: HypervisorHost(host, config) for name, host in config.hosts.items()}
+ssh_access, robot_access = load_access()
+hosts = {name: HypervisorHost(host, config, ssh_access) for name, host in config.hosts.items()}
 links = {link.name: HostLink(link, config) for link in config.links}
 tunnels = {name: link.tunnel for name, link in links.items()}
-previous = previous_outputs("upstreams") or {}
-networks = {
-    name: RoutedNetwork(net, config, previous.get(name), tunnels)
+# Where each prefix is routed now, read from reality only where the config leaves the
+# upstream open or puts VMs elsewhere (components/routed.py); never from this stack's state.
+routed = {
+    name: routed_host(net, config, ssh_access, robot_access)
+    if needs_routed_host(net, config)
+    else None
     for name, net in config.networks.items()
+}
+networks = {
+    name: RoutedNetwork(net, config, routed[name], tunnels) for name, net in config.networks.items()
 }
 vms = {
     name: VirtualMachine(

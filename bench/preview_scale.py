@@ -72,7 +72,12 @@ def placements(hosts: list[str], vms: int) -> dict[str, dict[str, Any]]:
 def network_config(config: dict[str, Any], hosts: list[str]) -> None:
     """Every host, a tunnel from each to old, one /27 routed to old (manual cutover)."""
     config["glidepath:hosts"] = {
-        name: {"address": str(topology.hypervisor(name).address), "uplink": "br0"} for name in hosts
+        name: {
+            "address": str(topology.hypervisor(name).address),
+            "uplink": "br0",
+            "sshd_config": str(topology.hypervisor(name).state_dir / "sshd_config"),
+        }
+        for name in hosts
     }
     config["glidepath:links"] = [
         {

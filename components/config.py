@@ -43,6 +43,8 @@ class HostConfig:
     port: int = 22
     user: str = "root"
     uplink: str = "br0"
+    # Where the host's sshd reads its config (the host bootstrap allows tunnels there).
+    sshd_config: str = "/etc/ssh/sshd_config"
 
     def endpoint(self) -> dict[str, Any]:
         """The `host` input every host-level resource takes."""
@@ -200,7 +202,7 @@ def _cmdline(value: Any) -> str:
     return value
 
 
-HOST_FIELDS = ("address", "port", "user", "uplink")
+HOST_FIELDS = ("address", "port", "user", "uplink", "sshd_config")
 SSH_FIELDS = ("user", "private_key", "private_key_path", "known_hosts", "known_hosts_path")
 LINK_FIELDS = ("hosts", "kind", "tun", "addresses")
 NETWORK_FIELDS = ("prefix", "upstream", "cutover", "mark", "table", "rule_priority")
@@ -398,8 +400,13 @@ def parse_config(raw: Mapping[str, Any], secrets: Collection[str] | None = None)
         port = p.parse(f"{where}.port", validate.integer, spec.get("port", 22), 1, 65535)
         user = p.parse(f"{where}.user", validate.name, spec.get("user", default_user), "user")
         uplink = p.parse(f"{where}.uplink", validate.interface_name, spec.get("uplink", "br0"))
-        if None not in (address, port, user, uplink):
-            hosts[name] = HostConfig(name, address, port, user, uplink)
+        sshd_config = p.parse(
+            f"{where}.sshd_config",
+            validate.absolute_path,
+            spec.get("sshd_config", HostConfig.sshd_config),
+        )
+        if None not in (address, port, user, uplink, sshd_config):
+            hosts[name] = HostConfig(name, address, port, user, uplink, sshd_config)
     if isinstance(raw.get("ssh"), dict):
         _check_known_hosts(p, raw["ssh"].get("known_hosts"), hosts)
 
@@ -637,3 +644,12 @@ def load_config() -> StackConfig:
     raw = {key: config.get_object(key) for key in keys}
     secrets = {key for key in keys if is_config_secret(f"glidepath:{key}")}
     return parse_config(raw, secrets)
+
+
+def load_access() -> tuple[Any, Any]:
+    """`glidepath:ssh` and `glidepath:robot` as stored (secrets decrypted), for the few
+    reads the program makes itself (components/routed.py); never printed or exported."""
+    import pulumi
+
+    config = pulumi.Config("glidepath")
+    return config.get_object("ssh"), config.get_object("robot")

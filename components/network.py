@@ -22,6 +22,7 @@ from typing import Any
 import pulumi
 
 from components.config import NetworkConfig, StackConfig
+from components.routed import config_upstream
 from providers.mangle_mark import MangleMark
 from providers.policy_rule import PolicyRule
 from providers.route import Route
@@ -29,16 +30,16 @@ from providers.routing_table import RoutingTable
 from providers.upstream import Upstream
 
 
-def decide_upstream(network: NetworkConfig, config: StackConfig, previous: str | None) -> str:
-    """The host the prefix should be routed to after this run."""
-    if network.upstream != "auto":
-        return network.upstream
+def decide_upstream(network: NetworkConfig, config: StackConfig, routed: str | None) -> str:
+    """The host the prefix should be routed to after this run; `routed` is where it is
+    routed now (components/routed.py), read only where the config leaves it open."""
+    decided = config_upstream(network, config)
+    if decided is not None:
+        return decided
     vm_hosts = {vm.host for vm in config.vms_of(network.name)}
-    if len(vm_hosts) == 1:
-        return vm_hosts.pop()  # all VMs on one host: the prefix follows them
-    if previous in config.hosts and (not vm_hosts or previous in vm_hosts):
-        return previous  # split (or empty): stay where it is until the last one moves
-    for host in config.hosts:  # first run with split VMs: the first host that has VMs
+    if routed in config.hosts and (not vm_hosts or routed in vm_hosts):
+        return routed  # split (or empty): stay where it is until the last one moves
+    for host in config.hosts:  # unrouted or elsewhere: the first host that has VMs
         if host in vm_hosts or not vm_hosts:
             return host
     raise ValueError(f"network {network.name} has no host")
@@ -58,14 +59,14 @@ class RoutedNetwork(pulumi.ComponentResource):
         self,
         network: NetworkConfig,
         config: StackConfig,
-        previous_upstream: str | None,
+        routed: str | None,
         tunnels: Mapping[str, pulumi.Resource],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("glidepath:components:RoutedNetwork", network.name, {}, opts)
         self.network = network
         self.config = config
-        self.upstream = decide_upstream(network, config, previous_upstream)
+        self.upstream = decide_upstream(network, config, routed)
         self.egress = egress_hosts(config, self.upstream)
         upstream_host = config.hosts[self.upstream]
         self.path: list[pulumi.Resource] = []
@@ -146,10 +147,12 @@ class RoutedNetwork(pulumi.ComponentResource):
             )
         self.marks: list[pulumi.Resource] = []
         self.upstream_resource: Upstream | None = None
-        # Without a cutover in this run, the marks are part of the path every move needs
-        # in place (a VM arriving on a non-upstream host, even a host new in this run).
-        self.cutover_planned = previous_upstream not in (None, self.upstream)
-        if not self.cutover_planned:
+        # Where a VM runs or arrives on a non-upstream host and the prefix stays where it
+        # is routed now, the marks are part of the path that VM needs in place (even on a
+        # host new in this run). Otherwise they follow the Upstream: its cutover sets them
+        # at the switch, or it settles them after the moves, and these resources adopt them.
+        self.marks_first = routed is not None and routed == self.upstream
+        if self.marks_first:
             self._declare_marks(pulumi.ResourceOptions())
             self.path += self.marks
 
@@ -192,8 +195,7 @@ class RoutedNetwork(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*placements, *self.path]),
         )
-        if self.cutover_planned:
-            # The cutover sets these marks at the switch; the resources adopt them after.
+        if not self.marks_first:
             self._declare_marks(pulumi.ResourceOptions(depends_on=[self.upstream_resource]))
         self.register_outputs({"upstream": self.upstream})
 

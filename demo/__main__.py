@@ -1,15 +1,17 @@
 """`make demo`: glidepath's main job on the lab, as a user does it.
 
-1. bring the lab up and `pulumi up` the lab stack: `blog` runs on `old`, reachable from
-   the client through `core`;
+1. bring the lab up, create (or select) the `lab` stack and `pulumi up` it: `blog` runs
+   on `old`, reachable from the client through `core`;
 2. change `host: old` to `host: new` in stacks/Pulumi.lab.yaml, show `pulumi preview
    --diff`, run `pulumi up` while the client pings blog every 10 ms;
 3. move it back the same way.
-The stack file is restored at the end whatever happens, so the checkout is left as it was.
+Whatever happens, the machine is left as it was found: the stack file restored, the
+stack destroyed and removed (its config file kept), the lab down unless it was up before.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -30,11 +32,11 @@ def say(line: str) -> None:
     print(f"demo: {line}", flush=True)
 
 
-def pulumi(*args: str) -> str:
+def pulumi(*args: str, stack: bool = True) -> str:
     """Run the pulumi CLI as a user would, showing its output; fail on error."""
     say("$ pulumi " + " ".join(args))
     process = subprocess.Popen(
-        ["pulumi", "--non-interactive", *args, "--stack", STACK],
+        ["pulumi", "--non-interactive", *args, *(["--stack", STACK] if stack else [])],
         cwd=PROJECT_ROOT,
         env=engine_env(),
         stdout=subprocess.PIPE,
@@ -108,11 +110,42 @@ def move(original: str, source: str, target: str) -> Move:
     )
 
 
+def lab_was_up() -> bool:
+    return bool(lab.status()["up"])
+
+
+def open_stack() -> None:
+    """Select the lab stack, creating it on a fresh clone; an earlier demo that was
+    interrupted may have left one with resources: destroy those first."""
+    listed = subprocess.run(
+        ["pulumi", "--non-interactive", "stack", "ls", "--json"],
+        cwd=PROJECT_ROOT,
+        env=engine_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    stacks = json.loads(listed.stdout or "[]") if listed.returncode == 0 else []
+    existing = next((s for s in stacks if s.get("name") == STACK), None)
+    pulumi("stack", "select", "--create", STACK, stack=False)
+    if existing and existing.get("resourceCount"):
+        say("an earlier demo left the stack with resources: destroying them first")
+        pulumi("destroy", "--yes", "--skip-preview")
+
+
+def close_stack() -> None:
+    pulumi("destroy", "--yes", "--skip-preview")
+    pulumi("stack", "rm", "--yes", "--preserve-config", STACK, stack=False)
+
+
 def main() -> int:
+    was_up = lab_was_up()
     say("bringing the lab up (python -m lab up)")
     lab.up()
     original = STACK_FILE.read_text()
+    moves: list[Move] = []
     try:
+        open_stack()
         say(f"the stack as committed: {VM} on old")
         pulumi("up", "--yes", "--skip-preview")
         wait_answers()
@@ -120,6 +153,15 @@ def main() -> int:
         moves = [move(original, "old", "new"), move(original, "new", "old")]
     finally:
         STACK_FILE.write_text(original)
+        say("cleaning up: the stack destroyed and removed, the lab as it was")
+        try:
+            close_stack()
+        finally:
+            STACK_FILE.write_text(original)
+            if not was_up:
+                left = lab.down()
+                if left:
+                    say(f"lab down left: {left}")
     print(f"demo: {VM} {moves[0].summary()}; {moves[1].summary()}", flush=True)
     return 0
 

@@ -168,6 +168,16 @@ def has_host_key(known_hosts: str, address: str, port: int) -> bool:
     return _host_keys(known_hosts).lookup(known_hosts_name(address, port)) is not None
 
 
+def host_key_line(known_hosts: str, address: str, port: int) -> str | None:
+    """`keytype base64` of this host's key in known_hosts (hashed names included), for a
+    client that pins exactly one key; ed25519 where the host has several."""
+    found = _host_keys(known_hosts).lookup(known_hosts_name(address, port))
+    if not found:
+        return None
+    keytype = "ssh-ed25519" if "ssh-ed25519" in found else sorted(found.keys())[0]
+    return f"{keytype} {found[keytype].get_base64()}"
+
+
 def _host_keys(known_hosts: str) -> paramiko.HostKeys:
     keys = paramiko.HostKeys()
     for line in known_hosts.splitlines():

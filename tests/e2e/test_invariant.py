@@ -141,7 +141,11 @@ def test_d_new_host_added_and_used_in_the_same_run(lab: Any, stack: GeneratedSta
     assert "h3" in lab_hosts()
     assert where(stack) == {"a": "old", "b": "old"}
     hosts = dict(stack.config["glidepath:hosts"])
-    hosts["h3"] = {"address": "198.18.3.2", "uplink": "br0"}
+    hosts["h3"] = {
+        "address": "198.18.3.2",
+        "uplink": "br0",
+        "sshd_config": str(lab.topology.hypervisor("h3").state_dir / "sshd_config"),
+    }
     stack.set("hosts", hosts)
     stack.set("links", [*stack.config["glidepath:links"], H3_LINK])
     stack.move("b", "h3")

@@ -16,6 +16,7 @@ import pytest
 
 from lab import baseline, guest, lifecycle
 from lab import topology as t
+from lab.fixtures import require_lab
 
 pytestmark = pytest.mark.lab
 
@@ -24,8 +25,7 @@ NAMES = (t.CORE, t.CLIENT, "old", "new")
 
 @pytest.fixture
 def restore() -> Iterator[None]:
-    if os.geteuid() != 0:
-        pytest.skip("the lab needs root")
+    require_lab()
     st = lifecycle.load_state()
     was_up = st is not None and not lifecycle.status()["problems"]
     yield

@@ -38,6 +38,8 @@ class SshHost:
     addresses: tuple[str, ...] = ()
     #: sshd's own log (with `log_level`), else None.
     log_path: Path | None = None
+    #: The config file sshd was started with (`sshd -f`).
+    config_path: Path | None = None
 
     def log(self) -> str:
         """What sshd logged so far ("" without a log)."""
@@ -124,6 +126,7 @@ def sshd_netns(
             known_hosts="".join(f"{a} {host_pub[0]} {host_pub[1]}\n" for a in listen),
             addresses=tuple(listen),
             log_path=log_path,
+            config_path=config,
         )
     finally:
         if sshd_pid is not None:

@@ -49,15 +49,11 @@ class Declared:
 
 
 class _Recorder(pulumi.runtime.Mocks):
-    def __init__(self, previous_outputs: Mapping[str, Any]) -> None:
-        self.previous_outputs = dict(previous_outputs)
+    def __init__(self) -> None:
         self.declared: list[Declared] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         inputs = dict(args.inputs)
-        if args.typ == "pulumi:pulumi:StackReference":
-            # components/previous.py reads the last `up`'s outputs through it.
-            return f"{args.name}-id", {**inputs, "outputs": self.previous_outputs}
         self.declared.append(Declared(args.typ, args.name, inputs))
         return f"{args.name}-id", inputs
 
@@ -78,17 +74,17 @@ def run_preview_checks(
     config: Mapping[str, Any],
     *,
     stack: str = "preview-checks",
-    previous_outputs: Mapping[str, Any] | None = None,
     secret_keys: Collection[str] = ("glidepath:ssh", "glidepath:robot"),
 ) -> list[Declared]:
     """`config`: the stack's `glidepath:*` values, decrypted (or placeholders for secrets);
-    `secret_keys`: those the stack file holds as secrets; `previous_outputs`: what the
-    last `up` exported (the self StackReference of components/previous.py).
+    `secret_keys`: those the stack file holds as secrets. A config that puts VMs away
+    from their upstream makes the program read where the prefix is routed now
+    (components/routed.py), which needs the hosts: keep such configs out of here.
 
     Raises ConfigError where `parse_config` would fail the preview; every Declared of a
     dynamic resource carries its `check` failures (an empty list when it passes).
     """
-    recorder = _Recorder(previous_outputs or {})
+    recorder = _Recorder()
     settings.reset_options(project=PROJECT, stack=stack, preview=True)
     pulumi.runtime.set_mocks(recorder, project=PROJECT, stack=stack, preview=True)
     # As the engine hands config to a program: strings (JSON for objects), secrets named.

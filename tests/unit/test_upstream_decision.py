@@ -1,4 +1,5 @@
-"""`upstream: auto`: the prefix follows the VMs, and stays put while they are split."""
+"""`upstream: auto`: the prefix follows the VMs, and stays where it is routed now while they
+are split; what the program reads to know that, and when it reads nothing."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from components.config import parse_config
 from components.network import decide_upstream, egress_hosts
+from components.routed import config_upstream, needs_routed_host, unmarked_host
 from tests.unit.test_config import GOOD
 
 pytestmark = [pytest.mark.unit]
@@ -30,19 +32,53 @@ def _config(placements: dict[str, str], upstream: str = "auto") -> Any:
 
 
 @pytest.mark.parametrize(
-    ("placements", "previous", "expected"),
+    ("placements", "routed", "expected"),
     [
         ({"blog": "old"}, None, "old"),
         ({"blog": "new"}, "old", "new"),  # moving the only VM moves the prefix
         ({"a": "old", "b": "new"}, "old", "old"),  # one of several moved: stays
         ({"a": "new", "b": "old"}, "new", "new"),
         ({"a": "new", "b": "new"}, "old", "new"),  # the last one moved: cutover
-        ({"a": "old", "b": "new"}, None, "old"),  # first run, split: first host with VMs
+        ({"a": "old", "b": "new"}, None, "old"),  # split and unrouted: first host with VMs
     ],
 )
-def test_auto(placements: dict[str, str], previous: str | None, expected: str) -> None:
+def test_auto(placements: dict[str, str], routed: str | None, expected: str) -> None:
     config = _config(placements)
-    assert decide_upstream(config.networks["net0"], config, previous) == expected
+    assert decide_upstream(config.networks["net0"], config, routed) == expected
+
+
+@pytest.mark.parametrize(
+    ("placements", "upstream", "decided", "reads"),
+    [
+        ({"blog": "old"}, "auto", "old", False),  # the lab stack: nothing to read
+        ({"a": "new", "b": "new"}, "auto", "new", False),  # a whole-server move
+        ({"a": "old", "b": "new"}, "auto", None, True),  # split: stay where routed now
+        ({"a": "old"}, "old", "old", False),
+        ({"a": "old", "b": "new"}, "old", "old", True),  # new's mark must be there first
+    ],
+)
+def test_the_program_reads_the_routed_host_only_where_the_config_leaves_it_open(
+    placements: dict[str, str], upstream: str, decided: str | None, reads: bool
+) -> None:
+    config = _config(placements, upstream=upstream)
+    network = config.networks["net0"]
+    assert config_upstream(network, config) == decided
+    assert needs_routed_host(network, config) is reads
+
+
+@pytest.mark.parametrize(
+    ("marked", "expected"),
+    [
+        ({"old": False, "new": True}, "old"),
+        ({"old": True, "new": False}, "new"),
+        ({"old": False, "new": False}, None),  # a first run: the marks do not say
+        ({"old": True, "new": True}, None),
+    ],
+)
+def test_manual_cutover_reads_the_upstream_from_the_egress_marks(
+    marked: dict[str, bool], expected: str | None
+) -> None:
+    assert unmarked_host(_config({"blog": "old"}), marked) == expected
 
 
 def test_explicit_upstream_wins() -> None:
