@@ -308,8 +308,8 @@ def domain_xml(
 ) -> str:
     """libvirt domain XML for a lab VM (pure), from the same generator glidepath's
     VmPlacement uses. domain_type 'qemu' (TCG) or 'kvm'."""
-    from providers.plans.domain import Disk, DomainSpec
-    from providers.plans.domain import domain_xml as render
+    from providers.migration.domain import Disk, DomainSpec
+    from providers.migration.domain import domain_xml as render
 
     if domain_type not in ("qemu", "kvm"):
         raise ValueError(f"domain_type must be 'qemu' or 'kvm', got {domain_type!r}")
@@ -389,7 +389,7 @@ def wait_ready(host: str, vm: VmSpec, timeout: float = 60.0) -> None:
 
 def console_log_path(name: str) -> str:
     """Where a lab VM's serial console goes: glidepath's domain XML decides."""
-    from providers.plans.domain import console_log_path as path
+    from providers.migration.domain import console_log_path as path
 
     return path(name)
 

@@ -1,66 +1,366 @@
-"""Migration policy against scripted job-stat timelines (no libvirt, no clock)."""
+"""Migration policy, and the real monitor loop driven by a scripted libvirt domain on a
+fake clock (no libvirt daemon, no waiting), plus a few runs of it in real time."""
 
 from __future__ import annotations
 
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import libvirt
 import pytest
 
-from providers.plans.domain import (
-    DiskCheck,
-    DomainSpec,
-    describe_move,
-    domain_xml,
-    plan_target_disks,
-)
-from providers.plans.migration import (
-    MIB,
+from providers.migration import MIB
+from providers.migration.monitor import JobStatsReader, Monitor, Result
+from providers.migration.policy import (
     JobSnapshot,
-    decide,
     downtime_for_iteration,
     progress_line,
 )
 
 pytestmark = [pytest.mark.unit]
 
+Stats = dict[str, int]
 
-def _run(timeline: list[JobSnapshot], max_downtime_ms: int = 100, timeout_s: float = 600):
-    """Replay a timeline the way the monitor loop does; -> (downtime set, abort reason)."""
-    downtime, settings = max_downtime_ms, list[tuple[float, int]]()
-    for snapshot in timeline:
-        decision = decide(
-            snapshot,
-            max_downtime_ms=max_downtime_ms,
-            current_downtime_ms=downtime,
-            timeout_s=timeout_s,
-        )
-        if decision.abort:
-            return settings, decision.abort
-        if decision.set_downtime_ms:
-            downtime = decision.set_downtime_ms
-            settings.append((snapshot.elapsed_s, downtime))
-    return settings, None
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class TargetConnection:
+    """The target's libvirt connection: the monitor's keepalive calls land here."""
+
+    def __init__(self, error: bool = False) -> None:
+        self.keepalives: list[float] = []
+        self._error = error
+        self.clock: Clock | None = None
+
+    def getLibVersion(self) -> int:
+        assert self.clock is not None
+        self.keepalives.append(self.clock.now)
+        if self._error:
+            raise libvirt.libvirtError("connection busy")
+        return 9_000_000
+
+
+class MovedDomain:
+    """The domain on the target once migrate3 returned."""
+
+    def __init__(self, completed: Stats) -> None:
+        self._completed = completed
+
+    def jobStats(self, flags: int = 0) -> Stats:
+        assert flags == libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED
+        return self._completed
+
+
+class ScriptedDomain:
+    """A source domain whose migration job follows a script on the fake clock.
+
+    `timeline`: (seconds since the start, job stats, or an exception jobStats raises from
+    then on). The job ends `ends_at` seconds in (or at the first poll after abortJob),
+    with `error` if given; every call the monitor makes is recorded with its time.
+    """
+
+    def __init__(
+        self,
+        clock: Clock,
+        timeline: Sequence[tuple[float, Stats | Exception]] = (),
+        *,
+        ends_at: float = float("inf"),
+        error: Exception | None = None,
+        abort_fails: bool = False,
+        downtime_fails: bool = False,
+        completed: Stats | None = None,
+    ) -> None:
+        self._clock = clock
+        self._t0 = clock.now
+        self._timeline = sorted(timeline, key=lambda entry: entry[0])
+        self._ends_at = ends_at
+        self._error = error
+        self._abort_fails = abort_fails
+        self._downtime_fails = downtime_fails
+        self._completed = completed or {}
+        self._release = threading.Event()
+        self.aborted = False
+        self.downtimes: list[tuple[float, int]] = []
+        self.aborts: list[float] = []
+        self.migrations = 0
+
+    def elapsed(self) -> float:
+        return self._clock.now - self._t0
+
+    def ended(self) -> bool:
+        return self.aborted or self.elapsed() >= self._ends_at
+
+    def jobStats(self, flags: int = 0) -> Stats:
+        current: Stats | Exception = {}
+        for at, entry in self._timeline:
+            if at <= self.elapsed():
+                current = entry
+        if isinstance(current, Exception):
+            raise current
+        return current
+
+    def migrateSetMaxDowntime(self, downtime_ms: int, flags: int) -> None:
+        self.downtimes.append((self.elapsed(), downtime_ms))
+        if self._downtime_fails:
+            raise libvirt.libvirtError("cannot set max downtime")
+
+    def abortJob(self) -> None:
+        self.aborts.append(self.elapsed())
+        if self._abort_fails:
+            raise libvirt.libvirtError("no job is active on the domain")
+        self.aborted = True
+
+    def migrate3(self, conn: Any, params: dict[str, Any], flags: int) -> MovedDomain:
+        self.migrations += 1
+        assert self._release.wait(60), "the script never ended the job"
+        if self.aborted:
+            raise libvirt.libvirtError("operation aborted: migration out job: canceled by client")
+        if self._error is not None:
+            raise self._error
+        return MovedDomain(self._completed)
+
+    def release(self) -> None:
+        self._release.set()
+
+
+def _monitor(
+    dom: ScriptedDomain,
+    clock: Clock,
+    *,
+    target: TargetConnection | None = None,
+    log: Callable[[str], None] | None = None,
+) -> tuple[Monitor, list[str]]:
+    lines: list[str] = []
+    target = target or TargetConnection()
+    target.clock = clock
+
+    def sleep(ended: threading.Event, seconds: float) -> None:
+        clock.now += seconds
+        assert dom.elapsed() < 3600, "the job never ended (nobody aborted it?)"
+        if dom.ended():
+            dom.release()
+            assert ended.wait(10)  # the migrate3 thread returns at once
+
+    monitor = Monitor(
+        "vm",
+        dom,
+        target,
+        clock=clock,
+        sleep=sleep,
+        log=log or lines.append,
+        stats_thread=False,
+    )
+    return monitor, lines
+
+
+def _run(
+    dom: ScriptedDomain,
+    clock: Clock,
+    *,
+    max_downtime_ms: int = 100,
+    timeout_s: float = 600,
+    **kwargs: Any,
+) -> tuple[Result, list[str]]:
+    monitor, lines = _monitor(dom, clock, **kwargs)
+    result = monitor.run({}, 0, max_downtime_ms=max_downtime_ms, timeout_s=timeout_s)
+    assert dom.ended()  # whatever happened, the job is over when the monitor returns
+    return result, lines
+
+
+def _stats(iteration: int = 1, remaining_mib: int = 40, total_mib: int = 128) -> Stats:
+    return {
+        "memory_total": total_mib * MIB,
+        "memory_remaining": remaining_mib * MIB,
+        "memory_iteration": iteration,
+    }
+
+
+# --- the policy's scenarios, through the real loop ---------------------------------------
 
 
 def test_converging_migration_changes_nothing() -> None:
-    timeline = [
-        JobSnapshot(0.5, memory_total=128 * MIB, memory_remaining=90 * MIB, memory_iteration=1),
-        JobSnapshot(1.0, memory_total=128 * MIB, memory_remaining=10 * MIB, memory_iteration=2),
-    ]
-    assert _run(timeline) == ([], None)
+    clock = Clock()
+    dom = ScriptedDomain(
+        clock,
+        [(0.5, _stats(1, remaining_mib=90)), (1.0, _stats(2, remaining_mib=10))],
+        ends_at=1.5,
+        completed={"downtime": 81, "memory_processed": 60 * MIB, "disk_processed": 11 * MIB},
+    )
+    result, _lines = _run(dom, clock)
+    assert dom.downtimes == [] and dom.aborts == []
+    assert result.failure is None and isinstance(result.domain, MovedDomain)
+    assert (result.seconds, result.downtime_ms, result.bytes) == (1.5, 81, 71 * MIB)
 
 
 def test_busy_guest_gets_its_downtime_raised_in_steps() -> None:
-    timeline = [
-        JobSnapshot(0.5 * i, memory_iteration=i, memory_remaining=40 * MIB) for i in range(1, 16)
-    ]
-    settings, aborted = _run(timeline)
-    assert aborted is None
-    assert [ms for _, ms in settings] == [200, 400, 800, 1600, 2000]
+    clock = Clock()
+    timeline = [(0.5 * i, _stats(i, remaining_mib=40)) for i in range(1, 16)]
+    dom = ScriptedDomain(clock, timeline, ends_at=8.0)
+    result, lines = _run(dom, clock)
+    assert result.failure is None
+    assert dom.downtimes == [(2.0, 200), (3.0, 400), (4.0, 800), (5.0, 1600), (6.0, 2000)]
+    assert "vm: not converging at pass 4: max downtime -> 200 ms" in lines
+    assert dom.aborts == []
 
 
 def test_timeout_aborts_with_what_was_left() -> None:
-    timeline = [JobSnapshot(t, memory_remaining=50 * MIB, memory_iteration=3) for t in (1, 5, 10)]
-    _settings, aborted = _run(timeline, timeout_s=5)
+    clock = Clock()
+    dom = ScriptedDomain(clock, [(t, _stats(3, remaining_mib=50)) for t in (1, 5, 10)])
+    result, lines = _run(dom, clock, timeout_s=5)
+    assert dom.aborts == [5.0]
+    aborted = result.failure
     assert aborted is not None and "timeout_s=5" in aborted and "50 MiB" in aborted
+    assert f"vm: aborting: {aborted}" in lines
+    assert result.domain is None
+
+
+# --- the rest of the loop ----------------------------------------------------------------
+
+
+def test_a_moved_vm_leaves_a_record() -> None:
+    clock = Clock()
+    dom = ScriptedDomain(
+        clock,
+        [(0.5, _stats())],
+        ends_at=2.0,
+        completed={"downtime": 81, "memory_processed": 60 * MIB, "disk_processed": 11 * MIB},
+    )
+    result, _lines = _run(dom, clock)
+    record = result.record("old", "new")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", record.pop("at"))
+    assert record == {
+        "from": "old",
+        "to": "new",
+        "seconds": 2.0,
+        "downtime_ms": 81,
+        "bytes": 71 * MIB,
+    }
+    assert dom.migrations == 1
+
+
+def test_progress_every_5_s_and_the_target_kept_busy() -> None:
+    clock = Clock()
+    target = TargetConnection()
+    dom = ScriptedDomain(clock, [(0.5, _stats(remaining_mib=64))], ends_at=12.0)
+    _result, lines = _run(dom, clock, target=target)
+    progress = [line for line in lines if "migrating (" in line]
+    assert [line.split(" s:")[0] for line in progress] == [
+        "vm: migrating (memory) 0.5",
+        "vm: migrating (memory) 5.5",
+        "vm: migrating (memory) 10.5",
+    ]
+    assert [t - 1000.0 for t in target.keepalives] == [5.0, 10.0]
+
+
+def test_a_keepalive_libvirt_refuses_changes_nothing() -> None:
+    clock = Clock()
+    target = TargetConnection(error=True)
+    dom = ScriptedDomain(clock, [(0.5, _stats())], ends_at=6.0)
+    result, _lines = _run(dom, clock, target=target)
+    assert result.failure is None and len(target.keepalives) == 1
+
+
+def test_old_stats_are_flagged_and_the_timeout_counts_from_now() -> None:
+    clock = Clock()
+    busy = libvirt.libvirtError("timed out during operation: cannot acquire state change lock")
+    dom = ScriptedDomain(clock, [(0.5, _stats(remaining_mib=64)), (1.0, busy)])
+    result, lines = _run(dom, clock, timeout_s=10)
+    assert any(line.endswith("(libvirt busy, stats 5 s old)") for line in lines)
+    assert dom.aborts == [10.0]
+    assert result.failure is not None and "timeout_s=10" in result.failure
+
+
+def test_a_failed_job_is_reported_with_libvirt_s_error() -> None:
+    clock = Clock()
+    error = libvirt.libvirtError("migration of disk vda failed: Input/output error")
+    dom = ScriptedDomain(clock, [(0.5, _stats())], ends_at=2.0, error=error)
+    result, _lines = _run(dom, clock)
+    assert result.failure == "migration of disk vda failed: Input/output error"
+    assert result.seconds == 2.0 and dom.aborts == []
+
+
+def test_an_abort_libvirt_refuses_is_said_and_not_repeated() -> None:
+    clock = Clock()
+    dom = ScriptedDomain(clock, [(0.5, _stats())], ends_at=4.0, abort_fails=True)
+    result, lines = _run(dom, clock, timeout_s=2)
+    assert dom.aborts == [2.0]
+    assert "vm: abort failed: no job is active on the domain" in lines
+    assert result.failure is not None and result.failure.startswith("did not complete")
+
+
+def test_a_downtime_libvirt_refuses_is_said_and_the_move_goes_on() -> None:
+    clock = Clock()
+    dom = ScriptedDomain(clock, [(0.5, _stats(4))], ends_at=1.5, downtime_fails=True)
+    result, lines = _run(dom, clock)
+    assert dom.downtimes == [(0.5, 200)]  # the next step comes with the next passes
+    assert "vm: could not raise max downtime: cannot set max downtime" in lines
+    assert result.failure is None
+
+
+# --- in real time, with the stats read in their own thread -------------------------------
+
+
+class QuickDomain:
+    """A real-time job: ends `seconds` after it started, or soon after abortJob."""
+
+    def __init__(self, seconds: float, stats_error: Exception | None = None) -> None:
+        self._seconds = seconds
+        self._stats_error = stats_error
+        self._aborted = threading.Event()
+        self.aborts = 0
+
+    def jobStats(self, flags: int = 0) -> Stats:
+        if flags == libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED:
+            return {"downtime": 12}
+        if self._stats_error is not None:
+            raise self._stats_error
+        return _stats()
+
+    def abortJob(self) -> None:
+        self.aborts += 1
+        self._aborted.set()
+
+    def migrate3(self, conn: Any, params: dict[str, Any], flags: int) -> QuickDomain:
+        if self._aborted.wait(self._seconds):
+            raise libvirt.libvirtError("operation aborted")
+        return self
+
+
+def test_the_monitor_returns_when_the_job_ends_not_at_the_next_poll() -> None:
+    lines: list[str] = []
+    started = time.monotonic()
+    result = Monitor("vm", QuickDomain(0.05), TargetConnection(), log=lines.append).run(
+        {}, 0, max_downtime_ms=100, timeout_s=600
+    )
+    assert time.monotonic() - started < 0.4  # a poll is 0.5 s
+    assert result.failure is None and result.downtime_ms == 12
+
+
+def test_the_stats_thread_keeps_the_newest_and_says_how_old() -> None:
+    clock = Clock()
+    reader = JobStatsReader(QuickDomain(30), clock, started=999.0)
+    assert reader.latest() == (None, 0.0)
+    reader.start()
+    deadline = time.monotonic() + 5
+    while reader.latest()[0] is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    reader.stop()
+    clock.now += 2.5
+    snapshot, age = reader.latest()
+    assert snapshot is not None and snapshot.elapsed_s == 1.0 and age == 2.5
+    assert snapshot.memory_remaining == 40 * MIB
+
+
+# --- the policy on its own ---------------------------------------------------------------
 
 
 def test_downtime_never_below_the_configured_bound_and_capped() -> None:
@@ -80,59 +380,6 @@ def test_progress_line_reads_like_a_person_wrote_it() -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("check", "expected"),
-    [
-        (DiskCheck("/d.img", 64 * MIB, 64 * MIB, None), ([], {}, [])),
-        (DiskCheck("/d.img", 64 * MIB, None, 100 * MIB), (["/d.img"], {}, [])),
-        (DiskCheck("/d.img", 64 * MIB, 128 * MIB, None), ([], {"/d.img": 64 * MIB}, [])),
-    ],
-)
-def test_target_disks(check: DiskCheck, expected: tuple) -> None:
-    assert plan_target_disks([check]) == expected
-
-
-@pytest.mark.parametrize(
-    ("check", "problem"),
-    [
-        (DiskCheck("/d.img", 64 * MIB, 32 * MIB, None), "smaller than the source"),
-        (DiskCheck("/d.img", 64 * MIB, None, 10 * MIB), "10 MiB free"),
-        (DiskCheck("/d.img", 64 * MIB, None, None), "directory does not exist"),
-    ],
-)
-def test_target_disk_problems(check: DiskCheck, problem: str) -> None:
-    assert problem in plan_target_disks([check])[2][0]
-
-
-def _spec() -> DomainSpec:
-    return DomainSpec.from_props(
-        {
-            "name": "blog",
-            "memory_mib": 128,
-            "vif": "vif0",
-            "disks": [{"path": "/var/lib/libvirt/images/blog.img", "size_mib": 64}],
-        }
-    )
-
-
-def test_bigger_target_disk_gets_a_storage_slice() -> None:
-    xml = domain_xml(_spec(), {"/var/lib/libvirt/images/blog.img": 64 * MIB})
-    assert f"<slice type='storage' offset='0' size='{64 * MIB}'/>" in xml
-    assert '<target dev="vif0"/>' in xml
-    assert '<script path="/etc/libvirt/scripts/vif-route"/>' in xml
-
-
-def test_same_vm_same_mac_and_uuid_everywhere() -> None:
-    assert domain_xml(_spec()) == domain_xml(_spec())
-    assert _spec().mac.startswith("52:54:00:")
-
-
-def test_preview_sentence() -> None:
-    assert describe_move("blog", "old", "new", 64, 128, 100) == (
-        "blog: live-migrate old -> new: copy 64 MiB disk + 128 MiB RAM, max downtime 100 ms"
-    )
-
-
 def test_rate_of_the_disk_mirror_is_derived_from_bytes_copied() -> None:
     # libvirt reports disk_bps 0 while the NBD mirror runs: the rate comes from the delta.
     first = JobSnapshot(
@@ -148,6 +395,21 @@ def test_rate_of_the_disk_mirror_is_derived_from_bytes_copied() -> None:
     assert reported.with_rate_since(first).bytes_per_s == 5 * MIB
     assert second.with_rate_since(None) == second
     assert first.with_rate_since(first) == first
+
+
+def test_the_loop_derives_the_rate_over_the_whole_job() -> None:
+    clock = Clock()
+    disk = {"disk_total": 320 * MIB}
+    dom = ScriptedDomain(
+        clock,
+        [
+            (0.5, {**disk, "disk_remaining": 300 * MIB, "disk_processed": 20 * MIB}),
+            (5.5, {**disk, "disk_remaining": 290 * MIB, "disk_processed": 30 * MIB}),
+        ],
+        ends_at=6.0,
+    )
+    _result, lines = _run(dom, clock)
+    assert lines[-1].endswith("disk 290/320 MiB left, 2 MiB/s, ETA 145.0 s")
 
 
 def test_progress_line_before_libvirt_has_figures() -> None:

@@ -1,5 +1,5 @@
-"""The libvirt side of a VM placement, as pure functions: its domain XML, the destination
-XML for a migration, and the sentence a preview prints about a move."""
+"""A VM placement's libvirt domain, as pure functions: its XML (also the destination XML
+of a migration), and the names that must agree on every host (MAC, UUID, console log)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
-
-MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -143,53 +141,3 @@ def domain_xml(spec: DomainSpec, disk_slices: dict[str, int] | None = None) -> s
   </devices>
 </domain>
 """
-
-
-def describe_move(
-    name: str, source: str, target: str, disk_mib: int, memory_mib: int, max_downtime_ms: int
-) -> str:
-    """The line a preview prints for a move (DESIGN.md §4)."""
-    return (
-        f"{name}: live-migrate {source} -> {target}: copy {disk_mib} MiB disk + "
-        f"{memory_mib} MiB RAM, max downtime {max_downtime_ms} ms"
-    )
-
-
-@dataclass(frozen=True)
-class DiskCheck:
-    """What pre-flight found for one disk on the target host."""
-
-    path: str
-    source_bytes: int
-    target_bytes: int | None  # None: absent on the target
-    target_free_bytes: int | None  # free space in the target directory (absent case)
-
-
-def plan_target_disks(checks: list[DiskCheck]) -> tuple[list[str], dict[str, int], list[str]]:
-    """-> (disks to create on the target, slices for bigger targets, problems).
-
-    With libvirt 9 and QEMU 7.2 a target of another size fails the disk copy, so a
-    bigger target gets a storage slice of the source's size and a smaller one is refused.
-    """
-    create: list[str] = []
-    slices: dict[str, int] = {}
-    problems: list[str] = []
-    for check in checks:
-        if check.target_bytes is None:
-            if check.target_free_bytes is None:
-                problems.append(f"{check.path}: its directory does not exist on the target")
-            elif check.target_free_bytes < check.source_bytes:
-                problems.append(
-                    f"{check.path}: {check.source_bytes // MIB} MiB needed on the target, "
-                    f"{check.target_free_bytes // MIB} MiB free"
-                )
-            else:
-                create.append(check.path)
-        elif check.target_bytes < check.source_bytes:
-            problems.append(
-                f"{check.path}: the target file is {check.target_bytes // MIB} MiB, smaller "
-                f"than the source's {check.source_bytes // MIB} MiB; grow or remove it"
-            )
-        elif check.target_bytes > check.source_bytes:
-            slices[check.path] = check.source_bytes
-    return create, slices, problems

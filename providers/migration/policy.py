@@ -1,6 +1,6 @@
 """Migration policy, pure: what to do at each poll of a running migration job.
 
-The monitor in providers/vm_placement.py feeds `decide` a snapshot of libvirt's job
+The monitor (providers/migration/monitor.py) feeds `decide` a snapshot of libvirt's job
 stats every ~0.5 s and acts on the answer; tests feed scripted timelines instead.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-MIB = 1024 * 1024
+from providers.migration import MIB
 
 # Raise the allowed downtime when the guest dirties memory faster than we copy it: from
 # the 4th memory pass on, double the bound every 2 passes, up to the ceiling. (A guest

@@ -1,0 +1,55 @@
+"""The libvirt migration job of a move: how it is asked for (flags and parameters of
+`migrate3`), and putting the VM back on its source when it failed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from providers.migration.domain import DomainSpec, domain_xml
+
+
+def flags(settings: dict[str, Any]) -> int:
+    """`settings`: the VmPlacement's `migration` input."""
+    import libvirt
+
+    value = (
+        libvirt.VIR_MIGRATE_LIVE  # the guest keeps running while memory is copied
+        | libvirt.VIR_MIGRATE_NON_SHARED_DISK  # copy whole disks (no shared storage)
+        | libvirt.VIR_MIGRATE_PERSIST_DEST  # define it on the target, not just run it
+        | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE  # and forget it on the source: one owner
+    )
+    if settings.get("auto_converge", True):
+        value |= libvirt.VIR_MIGRATE_AUTO_CONVERGE  # throttle a guest that dirties faster
+    return value
+
+
+def params(spec: DomainSpec, slices: dict[str, int], settings: dict[str, Any]) -> dict[str, Any]:
+    """The destination XML (with `slices` for bigger target disks), the disks to copy, and
+    the bandwidth limit if `settings` sets one."""
+    import libvirt
+
+    value: dict[str, Any] = {
+        libvirt.VIR_MIGRATE_PARAM_DEST_XML: domain_xml(spec, slices),
+        libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS: [d.target for d in spec.disks],
+    }
+    if int(settings.get("bandwidth_mib_s", 0)) > 0:
+        value[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = int(settings["bandwidth_mib_s"])
+    return value
+
+
+def recover(source_conn: Any, name: str, source: str) -> str:
+    """After a failed move: the VM must run on the source. Say what we found/did."""
+    import libvirt
+
+    try:
+        dom = source_conn.lookupByName(name)
+    except libvirt.libvirtError:
+        return f"The VM is no longer defined on {source}: check the target, then `pulumi refresh`."
+    state, _reason = dom.state()
+    if state == libvirt.VIR_DOMAIN_PAUSED:
+        dom.resume()
+        return f"The VM was paused on {source} and has been resumed there."
+    if dom.isActive():
+        return f"The VM still runs on {source}."
+    dom.create()
+    return f"The VM had stopped on {source} and has been started there again."

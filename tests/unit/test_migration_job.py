@@ -1,0 +1,92 @@
+"""The libvirt job of a move (providers/migration/job.py): what migrate3 is asked for,
+and what a failed move does to the VM on its source."""
+
+from __future__ import annotations
+
+import libvirt
+import pytest
+
+from providers.migration import job
+from providers.migration.domain import DomainSpec, domain_xml
+
+pytestmark = [pytest.mark.unit]
+
+SPEC = DomainSpec.from_props(
+    {
+        "name": "blog",
+        "memory_mib": 128,
+        "vif": "vif0",
+        "disks": [{"path": "/a.img", "size_mib": 64}, {"path": "/b.img", "size_mib": 8}],
+    }
+)
+ONE_OWNER = (
+    libvirt.VIR_MIGRATE_LIVE
+    | libvirt.VIR_MIGRATE_NON_SHARED_DISK
+    | libvirt.VIR_MIGRATE_PERSIST_DEST
+    | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+)
+
+
+def test_a_live_copy_with_one_owner_throttled_unless_told_not_to() -> None:
+    assert job.flags({}) == ONE_OWNER | libvirt.VIR_MIGRATE_AUTO_CONVERGE
+    assert job.flags({"auto_converge": False}) == ONE_OWNER
+
+
+def test_params_name_the_destination_xml_the_disks_and_a_bandwidth_if_set() -> None:
+    slices = {"/a.img": 64 * 1024 * 1024}
+    assert job.params(SPEC, slices, {"bandwidth_mib_s": 0}) == {
+        libvirt.VIR_MIGRATE_PARAM_DEST_XML: domain_xml(SPEC, slices),
+        libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS: ["vda", "vdb"],
+    }
+    limited = job.params(SPEC, {}, {"bandwidth_mib_s": 5})
+    assert limited[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] == 5
+
+
+class Domain:
+    def __init__(self, state: int, active: bool) -> None:
+        self._state, self._active = state, active
+        self.calls: list[str] = []
+
+    def state(self) -> tuple[int, int]:
+        return self._state, 0
+
+    def isActive(self) -> bool:
+        return self._active
+
+    def resume(self) -> None:
+        self.calls.append("resume")
+
+    def create(self) -> None:
+        self.calls.append("create")
+
+
+class Connection:
+    def __init__(self, dom: Domain | None) -> None:
+        self._dom = dom
+
+    def lookupByName(self, name: str) -> Domain:
+        if self._dom is None:
+            raise libvirt.libvirtError("Domain not found")
+        return self._dom
+
+
+@pytest.mark.parametrize(
+    ("state", "active", "calls", "said"),
+    [
+        (libvirt.VIR_DOMAIN_PAUSED, True, ["resume"], "The VM was paused on old and has been"),
+        (libvirt.VIR_DOMAIN_RUNNING, True, [], "The VM still runs on old."),
+        (libvirt.VIR_DOMAIN_SHUTOFF, False, ["create"], "The VM had stopped on old and has"),
+    ],
+)
+def test_a_failed_move_leaves_the_vm_running_on_its_source(
+    state: int, active: bool, calls: list[str], said: str
+) -> None:
+    dom = Domain(state, active)
+    assert job.recover(Connection(dom), "blog", "old").startswith(said)
+    assert dom.calls == calls
+
+
+def test_a_vm_gone_from_its_source_is_said_so() -> None:
+    assert job.recover(Connection(None), "blog", "old") == (
+        "The VM is no longer defined on old: check the target, then `pulumi refresh`."
+    )
