@@ -280,7 +280,7 @@ class VmPlacementProvider(HostProvider):
                 raise MigrationError(
                     f"{name}: migration {source} -> {target} failed after "
                     f"{result.seconds:.1f} s: {result.failure}. {where}"
-                )
+                ) from result.monitor_error
             last = result.record(source, target)
             _log(
                 f"{name}: moved {last['from']} -> {last['to']} in {last['seconds']:.1f} s, "

@@ -2,8 +2,10 @@
 
 Every POLL_S it reads the job's stats, asks the policy (`policy.decide`) what to do and
 does it (raise the max downtime, abort at the timeout), keeps the target's libvirt
-connection busy, and prints a progress line every PROGRESS_EVERY_S. It takes the domain,
-a clock, a sleep and a logger, so tests drive it with a scripted domain and a fake clock.
+connection busy, and prints a progress line every PROGRESS_EVERY_S. Any other way out of
+the loop (an error of its own, its logger failing) aborts the job first and waits for its
+end, so the VM stays on exactly one host. It takes the domain, a clock, a sleep and a
+logger, so tests drive it with a scripted domain and a fake clock.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class Result:
     seconds: float
     domain: Any = None  # the VM on the target, when it moved
     failure: str | None = None  # why not: the abort's reason or the job's error
+    monitor_error: Exception | None = None  # the monitor's own error behind `failure`
     downtime_ms: int = 0  # QEMU's, from the completed job's stats
     bytes: int = 0  # memory and disk copied
 
@@ -71,6 +74,7 @@ class JobStatsReader:
         self._started = started
         self._lock = threading.Lock()
         self._latest: tuple[float, dict[str, Any]] | None = None
+        self._error: Exception | None = None
         self._stopped = threading.Event()
 
     def start(self) -> None:
@@ -78,7 +82,12 @@ class JobStatsReader:
 
     def _run(self) -> None:
         while not self._stopped.is_set():
-            self.read()
+            try:
+                self.read()
+            except Exception as err:  # `latest` raises it in the monitor, which aborts
+                with self._lock:
+                    self._error = err
+                return
             self._stopped.wait(POLL_S)
 
     def read(self) -> None:
@@ -96,7 +105,9 @@ class JobStatsReader:
     def latest(self) -> tuple[policy.JobSnapshot | None, float]:
         """The newest snapshot (elapsed_s = when it was read) and its age in seconds."""
         with self._lock:
-            latest = self._latest
+            latest, error = self._latest, self._error
+        if error is not None:
+            raise error
         if latest is None:
             return None, 0.0
         read_at, stats = latest
@@ -146,21 +157,29 @@ class Monitor:
         after_start: Callable[[], object] | None = None,
     ) -> Result:
         """Start the job, call `after_start` (work to overlap with the copy), watch the
-        job until it ends."""
+        job until it ends. An error of the monitor's own aborts the job and makes it a
+        failed one; a KeyboardInterrupt or the like aborts it and is raised again."""
         started = self._clock()
         threading.Thread(
             target=self._migrate, args=(params, flags), name=f"migrate-{self._name}", daemon=True
         ).start()
         reader = JobStatsReader(self._dom, self._clock, started)
-        if after_start is not None:
-            after_start()
-        if self._stats_thread:
-            reader.start()
+        monitor_error: Exception | None = None
         try:
+            if after_start is not None:
+                after_start()
+            if self._stats_thread:
+                reader.start()
             self._watch(reader, started, max_downtime_ms, timeout_s)
+        except Exception as err:
+            if self._abort_and_wait(f"monitoring failed ({type(err).__name__}: {err})"):
+                monitor_error = err
+        except BaseException:
+            self._abort_and_wait("interrupted")
+            raise
         finally:
             reader.stop()
-        return self._result(started)
+        return self._result(started, monitor_error)
 
     def _migrate(self, params: dict[str, Any], flags: int) -> None:
         try:
@@ -226,22 +245,40 @@ class Monitor:
                 next_progress = self._clock() + PROGRESS_EVERY_S
 
     def _abort(self, reason: str) -> None:
-        """Abort the job: its end comes as migrate3's error."""
+        """Abort the job (its end comes as migrate3's error), whatever the log does."""
         import libvirt
 
         self._aborted = reason
-        self._log(f"{self._name}: aborting: {reason}")
         try:
-            self._dom.abortJob()
-        except libvirt.libvirtError as err:
-            self._log(f"{self._name}: abort failed: {err}")
+            self._log(f"{self._name}: aborting: {reason}")
+        finally:
+            try:
+                self._dom.abortJob()
+            except libvirt.libvirtError as err:
+                self._log(f"{self._name}: abort failed: {err}")
 
-    def _result(self, started: float) -> Result:
+    def _abort_and_wait(self, reason: str) -> bool:
+        """The loop broke off: abort the job unless it ended (or was aborted), then wait
+        for its end, so the VM runs on exactly one host when the monitor returns.
+        -> whether this aborted it."""
+        aborting = not self._ended.is_set() and self._aborted is None
+        if aborting:
+            with contextlib.suppress(Exception):  # the log may be what failed
+                self._abort(reason)
+        while not self._ended.is_set():
+            self._sleep(self._ended, POLL_S)
+        return aborting
+
+    def _result(self, started: float, monitor_error: Exception | None) -> Result:
         import libvirt
 
         seconds = self._clock() - started
         if "error" in self._outcome or self._aborted:
-            return Result(seconds, failure=self._aborted or str(self._outcome.get("error")))
+            return Result(
+                seconds,
+                failure=self._aborted or str(self._outcome.get("error")),
+                monitor_error=monitor_error,
+            )
         new_dom = self._outcome["domain"]
         stats = {}
         with contextlib.suppress(libvirt.libvirtError):

@@ -220,7 +220,7 @@ def test_timeout_aborts_with_what_was_left() -> None:
     aborted = result.failure
     assert aborted is not None and "timeout_s=5" in aborted and "50 MiB" in aborted
     assert f"vm: aborting: {aborted}" in lines
-    assert result.domain is None
+    assert result.domain is None and result.monitor_error is None
 
 
 # --- the rest of the loop ----------------------------------------------------------------
@@ -285,7 +285,7 @@ def test_a_failed_job_is_reported_with_libvirt_s_error() -> None:
     dom = ScriptedDomain(clock, [(0.5, _stats())], ends_at=2.0, error=error)
     result, _lines = _run(dom, clock)
     assert result.failure == "migration of disk vda failed: Input/output error"
-    assert result.seconds == 2.0 and dom.aborts == []
+    assert result.seconds == 2.0 and dom.aborts == [] and result.monitor_error is None
 
 
 def test_an_abort_libvirt_refuses_is_said_and_not_repeated() -> None:
@@ -304,6 +304,72 @@ def test_a_downtime_libvirt_refuses_is_said_and_the_move_goes_on() -> None:
     assert dom.downtimes == [(0.5, 200)]  # the next step comes with the next passes
     assert "vm: could not raise max downtime: cannot set max downtime" in lines
     assert result.failure is None
+
+
+# --- every way out of the loop aborts the job --------------------------------------------
+
+
+def test_reading_job_stats_raising_aborts_the_job() -> None:
+    clock = Clock()
+    broken = RuntimeError("jobStats returned garbage")
+    dom = ScriptedDomain(clock, [(0.5, _stats()), (1.0, broken)])
+    result, lines = _run(dom, clock)
+    assert dom.aborts == [1.0]
+    assert result.failure == "monitoring failed (RuntimeError: jobStats returned garbage)"
+    assert result.monitor_error is broken
+    assert f"vm: aborting: {result.failure}" in lines
+
+
+def test_the_logger_raising_aborts_the_job() -> None:
+    clock = Clock()
+    dom = ScriptedDomain(clock, [(0.5, _stats())])
+
+    def log(line: str) -> None:
+        raise BrokenPipeError("stdout closed")
+
+    result, _lines = _run(dom, clock, log=log)
+    assert dom.aborts == [0.5]  # at the first progress line
+    assert result.failure == "monitoring failed (BrokenPipeError: stdout closed)"
+
+
+def test_the_logger_raising_on_the_abort_line_still_aborts() -> None:
+    clock = Clock()
+    dom = ScriptedDomain(clock, [(0.5, _stats())])
+
+    def log(line: str) -> None:
+        if "aborting" in line:
+            raise BrokenPipeError("stdout closed")
+
+    result, _lines = _run(dom, clock, log=log, timeout_s=2)
+    assert dom.aborts == [2.0]  # once: the monitor knows it aborted already
+    assert result.failure is not None and "timeout_s=2" in result.failure
+
+
+def test_work_after_the_start_that_fails_aborts_the_job() -> None:
+    clock = Clock()
+    dom = ScriptedDomain(clock, [(0.5, _stats())])
+    monitor, _lines = _monitor(dom, clock)
+
+    def after_start() -> None:
+        raise OSError("router unreachable")
+
+    result = monitor.run({}, 0, max_downtime_ms=100, timeout_s=600, after_start=after_start)
+    assert dom.aborts == [0.0] and dom.ended()
+    assert result.failure == "monitoring failed (OSError: router unreachable)"
+
+
+def test_an_interrupt_aborts_the_job_and_is_raised_again() -> None:
+    clock = Clock()
+    dom = ScriptedDomain(clock, [(0.5, _stats())])
+    monitor, lines = _monitor(dom, clock)
+
+    def after_start() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        monitor.run({}, 0, max_downtime_ms=100, timeout_s=600, after_start=after_start)
+    assert dom.aborts == [0.0] and dom.ended()
+    assert lines == ["vm: aborting: interrupted"]
 
 
 # --- in real time, with the stats read in their own thread -------------------------------
@@ -343,6 +409,16 @@ def test_the_monitor_returns_when_the_job_ends_not_at_the_next_poll() -> None:
     )
     assert time.monotonic() - started < 0.4  # a poll is 0.5 s
     assert result.failure is None and result.downtime_ms == 12
+
+
+def test_a_stats_thread_that_fails_aborts_the_job() -> None:
+    dom = QuickDomain(10, stats_error=RuntimeError("jobStats broke"))
+    lines: list[str] = []
+    result = Monitor("vm", dom, TargetConnection(), log=lines.append).run(
+        {}, 0, max_downtime_ms=100, timeout_s=600
+    )
+    assert dom.aborts == 1
+    assert result.failure == "monitoring failed (RuntimeError: jobStats broke)"
 
 
 def test_the_stats_thread_keeps_the_newest_and_says_how_old() -> None:
