@@ -1,5 +1,26 @@
 """What every host-network provider shares: the SSH credentials from the stack config,
-the host endpoint stored in each resource, and the check/diff plumbing.
+the host endpoint stored in each resource, the check/diff plumbing, and the engine's
+entry points with the one converge path that create and update take.
+
+Each entry point first re-canonicalises its inputs (`canonical`), then:
+
+    create, update   converge: facts -> plan -> apply -> read back -> verify -> outputs
+    read             observe: the outputs as the host has them now, or None when gone
+    delete           remove: from the stored outputs alone
+
+A provider fills in the hooks for its artifact:
+
+    facts(session, props) -> Found        what the plan needs, read from the host
+    plan(props, found, olds) -> Plans     yields the plans to apply, in order
+    read_back(session, props, before)     the facts after applying (default: `facts` again)
+    verify(props, found) -> str | None    what the host still lacks after applying
+    outputs(done) -> dict                 the outputs to store (`done`: a `Converged`)
+    resource_id(outputs) -> str
+    observe(session, props), remove(session, props)
+
+`olds` is None on create and the stored outputs on update. A provider whose converge does
+not fit these steps (Tunnel: two hosts, a supervisor to stop first and to wait for)
+overrides `converge` itself and keeps the rest.
 
 A provider object is pickled into state, so it keeps no live data: credentials arrive
 through `configure` in the provider process and sessions live in `transport`'s cache.
@@ -7,10 +28,20 @@ through `configure` in the provider process and sessions live in `transport`'s c
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+import functools
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
-from pulumi.dynamic import CheckResult, ConfigureRequest, DiffResult, ResourceProvider
+from pulumi.dynamic import (
+    CheckResult,
+    ConfigureRequest,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    ResourceProvider,
+    UpdateResult,
+)
 
 from providers import transport, validate
 from providers.plans import Plan
@@ -21,11 +52,28 @@ from providers.transport import Endpoint, SshCredentials, SshSession
 applied_log: list[tuple[str, tuple[str, ...]]] = []
 
 
-def still_adopted(plan: Plan, previous: object, props: dict[str, Any]) -> bool:
+#: What a provider's facts hook returns (and its plan, verify and outputs hooks take).
+Found = TypeVar("Found")
+#: The plans of one converge, applied in order as they are yielded.
+Plans = Iterator[Plan]
+
+
+@dataclass(frozen=True)
+class Converged(Generic[Found]):
+    """What one converge saw and did, for the outputs hook."""
+
+    props: dict[str, Any]  # the canonical inputs
+    olds: dict[str, Any] | None  # the stored outputs on update, None on create
+    before: Found  # the facts the plans were made from
+    after: Found  # the facts read back after applying, verified
+    changed: bool  # whether any plan had a step to run
+
+
+def still_adopted(changed: bool, previous: object, olds: dict[str, Any] | None) -> bool:
     """An artifact stays "adopted" (found on the host, so left there on delete) while
     glidepath has never had to change it: nothing ran now, and it was adopted at create
-    (`previous` is None on create, the stored fields on update)."""
-    return not plan and (previous is None or bool(props.get("adopted")))
+    (`previous` is None on create, the stored fields on update; `olds` the stored outputs)."""
+    return not changed and (previous is None or bool(olds and olds.get("adopted")))
 
 
 def apply(session: SshSession, plan: Plan) -> None:
@@ -60,11 +108,12 @@ def endpoint_of(props: dict[str, Any], key: str = "host") -> Endpoint:
     )
 
 
-def _canonicalising(method: Any) -> Any:
-    import functools
+_ENTRY_POINTS = ("create", "update", "read", "delete")
 
+
+def _canonicalising(method: Any) -> Any:
     @functools.wraps(method)
-    def wrapper(self: HostProvider, *args: Any) -> Any:
+    def wrapper(self: HostProvider[Any], *args: Any) -> Any:
         # (props), (id, props) or (id, olds, news): the dicts are the last one or two.
         converted = [self.canonical(a) if isinstance(a, dict) else a for a in args]
         return method(self, *converted)
@@ -72,24 +121,105 @@ def _canonicalising(method: Any) -> Any:
     return wrapper
 
 
-class HostProvider(ResourceProvider):
-    """Base for providers that act on one host over SSH."""
+class HostProvider(ResourceProvider, Generic[Found]):
+    """Base for providers that act on one host over SSH: the entry points and the converge
+    path here, the hooks in each provider (see the module docstring)."""
 
     #: Input fields whose change means a different thing on the host: replace, not update.
     identity: tuple[str, ...] = ("host",)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        # The engine hands every number over as a float (201 arrives as 201.0), also in
-        # the inputs that `check` canonicalised. Canonicalise again on the way in, so
-        # create/update/read/delete see the same values `check` produced.
-        for method in ("create", "update", "read", "delete"):
+        # Transitional, for the providers that still override the entry points themselves
+        # (VmPlacementProvider, UpstreamProvider): their create/update/read/delete are
+        # wrapped to make the `canonical` call that the entry points below make in plain
+        # sight. A provider built on the hooks overrides none of them and is left alone.
+        for method in _ENTRY_POINTS:
             if method in cls.__dict__:
                 setattr(cls, method, _canonicalising(cls.__dict__[method]))
 
     def canonical(self, props: dict[str, Any]) -> dict[str, Any]:
-        """Props with every input field re-parsed by `check` (other fields kept as they are)."""
+        """Props with every input field re-parsed by `check` (other fields kept as they are).
+
+        The engine hands every number over as a float (201 arrives as 201.0), also in the
+        inputs that `check` canonicalised; each entry point calls this first, so the hooks
+        see the same values `check` produced."""
         return dict(self.check({}, props).inputs)
+
+    # --- the engine's entry points ------------------------------------------------------
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        props = self.canonical(props)
+        outputs = self.converge(self.session(props), props, None)
+        return CreateResult(self.resource_id(outputs), outputs)
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        olds, news = self.canonical(olds), self.canonical(news)
+        return UpdateResult(self.converge(self.session(news), news, olds))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        props = self.canonical(props)
+        outputs = self.observe(self.session(props), props)
+        if outputs is None:
+            return ReadResult("", {})  # gone from the host: refresh drops the resource
+        return ReadResult(id_, outputs)
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        props = self.canonical(props)
+        self.remove(self.session(props), props)
+
+    # --- the converge path and its hooks ------------------------------------------------
+
+    def converge(
+        self, session: SshSession, props: dict[str, Any], olds: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """Make the host hold `props` and return the outputs. `olds` are the stored
+        outputs on update, None on create."""
+        before = self.facts(session, props)
+        changed = False
+        for plan in self.plan(props, before, olds):
+            apply(session, plan)
+            changed = changed or bool(plan)
+        after = self.read_back(session, props, before)
+        missing = self.verify(props, after)
+        if missing:
+            raise RuntimeError(f"{session.endpoint.name}: {missing}")
+        return self.outputs(Converged(props, olds, before, after, changed))
+
+    def facts(self, session: SshSession, props: dict[str, Any]) -> Found:
+        """What the plan needs to know about the host, read afresh."""
+        raise NotImplementedError
+
+    def plan(self, props: dict[str, Any], found: Found, olds: dict[str, Any] | None) -> Plans:
+        """Yield the plans that bring the host to `props`; each is applied before the
+        next one is made."""
+        raise NotImplementedError
+
+    def read_back(self, session: SshSession, props: dict[str, Any], before: Found) -> Found:
+        """The facts after applying, for `verify` and `outputs`."""
+        return self.facts(session, props)
+
+    def verify(self, props: dict[str, Any], found: Found) -> str | None:
+        """What the host still lacks after applying (the error says so), or None."""
+        raise NotImplementedError
+
+    def outputs(self, done: Converged[Found]) -> dict[str, Any]:
+        """The outputs to store: the inputs, plus what was found and done."""
+        raise NotImplementedError
+
+    def resource_id(self, outputs: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+    def observe(self, session: SshSession, props: dict[str, Any]) -> dict[str, Any] | None:
+        """For `read`: the outputs as the host has them now (refresh shows the difference
+        as drift), or None when the artifact is gone."""
+        raise NotImplementedError
+
+    def remove(self, session: SshSession, props: dict[str, Any]) -> None:
+        """For `delete`: remove the artifact, from the stored outputs alone."""
+        raise NotImplementedError
+
+    # --- SSH ----------------------------------------------------------------------------
 
     def __init__(self) -> None:
         self._credentials: SshCredentials | None = None

@@ -25,10 +25,10 @@ import re
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import CreateResult, ReadResult, Resource, UpdateResult
+from pulumi.dynamic import Resource
 
 from providers import validate
-from providers.base import HostProvider, apply
+from providers.base import Converged, HostProvider, Plans, apply
 from providers.facts import mangle_mark as facts
 from providers.facts.mangle_mark import Rule
 from providers.plans import mangle_mark as plans
@@ -89,11 +89,7 @@ def _rules(session: SshSession) -> list[Rule]:
     return facts.process(session.run(facts.command()).stdout)
 
 
-def _copies(rules: list[Rule], rule: Rule) -> int:
-    return sum(1 for r in rules if plans.rule_key(r) == plans.rule_key(rule))
-
-
-class MangleMarkProvider(HostProvider):
+class MangleMarkProvider(HostProvider[list[Rule]]):
     identity = ("host", "chain", "source", "in_interface", "mark", "comment")
 
     def check_inputs(self, checker: validate.Checker) -> None:
@@ -110,39 +106,41 @@ class MangleMarkProvider(HostProvider):
     def delete_before_replace(self) -> bool:
         return False  # see the module docstring: never leave VM traffic unmarked
 
-    def _ensure(self, props: dict[str, Any]) -> dict[str, Any]:
-        session = self.session(props)
-        desired = _desired(props)
-        apply(session, plans.plan_add(desired, _rules(session)))
-        copies = _copies(_rules(session), desired)
-        if copies != 1:
-            raise RuntimeError(
-                f"{session.endpoint.name}: mangle rule {' '.join(plans.rule_spec(desired))} "
-                f"has {copies} copies after applying, expected 1"
-            )
-        return {**props, "mark": int(props["mark"]), "copies": copies}
+    def facts(self, session: SshSession, props: dict[str, Any]) -> list[Rule]:
+        return _rules(session)
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        outputs = self._ensure(props)
-        rule_id = (
-            f"{props['host']['name']}:mangle:{outputs['chain']}:{outputs['source']}:"
+    def plan(self, props: dict[str, Any], found: list[Rule], olds: dict[str, Any] | None) -> Plans:
+        # On update only `copies` can differ (any other change is a replace): this puts
+        # the host back to one copy.
+        yield plans.plan_add(_desired(props), found)
+
+    def verify(self, props: dict[str, Any], found: list[Rule]) -> str | None:
+        desired = _desired(props)
+        copies = plans.copies_of(desired, found)
+        if copies == 1:
+            return None
+        return (
+            f"mangle rule {' '.join(plans.rule_spec(desired))} "
+            f"has {copies} copies after applying, expected 1"
+        )
+
+    def outputs(self, done: Converged[list[Rule]]) -> dict[str, Any]:
+        copies = plans.copies_of(_desired(done.props), done.after)
+        return {**done.props, "mark": int(done.props["mark"]), "copies": copies}
+
+    def resource_id(self, outputs: dict[str, Any]) -> str:
+        return (
+            f"{outputs['host']['name']}:mangle:{outputs['chain']}:{outputs['source']}:"
             f"{outputs['in_interface']}:{outputs['mark']:#x}"
         )
-        return CreateResult(rule_id, outputs)
 
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        # Only `copies` can change without a replace: put the host back to one copy.
-        return UpdateResult(self._ensure(news))
-
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        session = self.session(props)
-        copies = _copies(_rules(session), _desired(props))
+    def observe(self, session: SshSession, props: dict[str, Any]) -> dict[str, Any] | None:
+        copies = plans.copies_of(_desired(props), _rules(session))
         if copies == 0:
-            return ReadResult("", {})  # deleted or flushed by hand: the rule is gone
-        return ReadResult(id_, {**props, "copies": copies})
+            return None  # deleted or flushed by hand: the rule is gone
+        return {**props, "copies": copies}
 
-    def delete(self, _id: str, props: dict[str, Any]) -> None:
-        session = self.session(props)
+    def remove(self, session: SshSession, props: dict[str, Any]) -> None:
         apply(session, plans.plan_delete(_desired(props), _rules(session)))
 
 

@@ -8,13 +8,13 @@ RoutingTable may be deleted first).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import pulumi
-from pulumi.dynamic import CreateResult, ReadResult, Resource, UpdateResult
+from pulumi.dynamic import Resource
 
 from providers import validate
-from providers.base import HostProvider, apply, still_adopted
+from providers.base import Converged, HostProvider, Plans, apply, still_adopted
 from providers.facts import policy_rule as facts
 from providers.plans import policy_rule as plans
 from providers.plans.routing_table import resolve
@@ -26,7 +26,20 @@ def _rules(session: SshSession, priority: int) -> list[facts.Rule]:
     return facts.process(session.run(facts.command(priority)).stdout)
 
 
-class PolicyRuleProvider(HostProvider):
+class _Found(NamedTuple):
+    tables: dict[str, int]  # rt_tables names, read only when the table is given by name
+    rules: list[facts.Rule]  # the rules at our priority
+
+
+def _previous(olds: dict[str, Any] | None) -> dict[str, int] | None:
+    """The {fwmark, table_id} glidepath set at this priority before (an update): that rule
+    is ours to replace."""
+    if olds is None or olds.get("fwmark") is None or olds.get("table_id") is None:
+        return None
+    return {"fwmark": int(olds["fwmark"]), "table_id": int(olds["table_id"])}
+
+
+class PolicyRuleProvider(HostProvider[_Found]):
     identity = ("host", "priority")
 
     def check_inputs(self, checker: validate.Checker) -> None:
@@ -38,54 +51,52 @@ class PolicyRuleProvider(HostProvider):
     def diffed_fields(self, news: dict[str, Any]) -> list[str]:
         return ["host", "priority", "fwmark", "table"]
 
-    def _set(self, props: dict[str, Any], previous: dict[str, int] | None) -> dict[str, Any]:
-        session = self.session(props)
-        priority, fwmark, table = int(props["priority"]), int(props["fwmark"]), props["table"]
-        tables = table_names(session, table)
-        plan = plans.plan_add(priority, fwmark, table, tables, _rules(session, priority), previous)
-        apply(session, plan)
-        table_id = resolve(table, tables)
-        if not any(plans.matches(r, priority, fwmark, table_id) for r in _rules(session, priority)):
-            raise RuntimeError(
-                f"{session.endpoint.name}: rule {priority} fwmark {hex(fwmark)} lookup "
-                f"{table_id} is not there after adding it"
-            )
-        adopted = still_adopted(plan, previous, props)
+    def facts(self, session: SshSession, props: dict[str, Any]) -> _Found:
+        tables = table_names(session, props["table"])
+        return _Found(tables, _rules(session, int(props["priority"])))
+
+    def plan(self, props: dict[str, Any], found: _Found, olds: dict[str, Any] | None) -> Plans:
+        priority, fwmark = int(props["priority"]), int(props["fwmark"])
+        yield plans.plan_add(
+            priority, fwmark, props["table"], found.tables, found.rules, _previous(olds)
+        )
+
+    def read_back(self, session: SshSession, props: dict[str, Any], before: _Found) -> _Found:
+        return before._replace(rules=_rules(session, int(props["priority"])))
+
+    def verify(self, props: dict[str, Any], found: _Found) -> str | None:
+        priority, fwmark = int(props["priority"]), int(props["fwmark"])
+        table_id = resolve(props["table"], found.tables)
+        if any(plans.matches(r, priority, fwmark, table_id) for r in found.rules):
+            return None
+        wanted = f"rule {priority} fwmark {hex(fwmark)} lookup {table_id}"
+        return f"{wanted} is not there after adding it"
+
+    def outputs(self, done: Converged[_Found]) -> dict[str, Any]:
         return {
-            **props,
-            "priority": priority,
-            "fwmark": fwmark,
-            "table_id": table_id,
-            "adopted": adopted,
+            **done.props,
+            "priority": int(done.props["priority"]),
+            "fwmark": int(done.props["fwmark"]),
+            "table_id": resolve(done.props["table"], done.after.tables),
+            "adopted": still_adopted(done.changed, _previous(done.olds), done.olds),
         }
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        outs = self._set(props, None)
-        return CreateResult(f"{props['host']['name']}:rule:{outs['priority']}", outs)
+    def resource_id(self, outputs: dict[str, Any]) -> str:
+        return f"{outputs['host']['name']}:rule:{outputs['priority']}"
 
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        previous = None
-        if olds.get("fwmark") is not None and olds.get("table_id") is not None:
-            previous = {"fwmark": int(olds["fwmark"]), "table_id": int(olds["table_id"])}
-        return UpdateResult(self._set({**news, "adopted": olds.get("adopted")}, previous))
-
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        session = self.session(props)
+    def observe(self, session: SshSession, props: dict[str, Any]) -> dict[str, Any] | None:
         priority, table_id = int(props["priority"]), int(props["table_id"])
         here = _rules(session, priority)
         if any(plans.matches(r, priority, int(props["fwmark"]), table_id) for r in here):
-            return ReadResult(id_, props)
+            return props
         found = next((r for r in here if r["table"] is not None), None)
         if found is None:
-            return ReadResult("", {})  # deleted by hand (or never there)
+            return None  # deleted by hand (or never there)
         # Changed by hand: report what the host has, so refresh shows it as drift.
         table = props["table"] if found["table"] == table_id else found["table"]
-        return ReadResult(
-            id_, {**props, "fwmark": found["fwmark"], "table": table, "table_id": found["table"]}
-        )
+        return {**props, "fwmark": found["fwmark"], "table": table, "table_id": found["table"]}
 
-    def delete(self, _id: str, props: dict[str, Any]) -> None:
-        session = self.session(props)
+    def remove(self, session: SshSession, props: dict[str, Any]) -> None:
         priority = int(props["priority"])
         apply(
             session,

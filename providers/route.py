@@ -8,13 +8,13 @@ read and delete work from stored outputs even once the name is gone.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from typing import Any, NamedTuple
 
 import pulumi
-from pulumi.dynamic import CreateResult, ReadResult, Resource, UpdateResult
+from pulumi.dynamic import Resource
 
 from providers import validate
-from providers.base import HostProvider, apply, still_adopted
+from providers.base import Converged, HostProvider, Plans, apply, still_adopted
 from providers.facts import route as facts
 from providers.plans import route as plans
 from providers.plans.routing_table import resolve
@@ -47,7 +47,18 @@ def _fields(props: dict[str, Any]) -> dict[str, Any]:
     return {"via": props.get("via"), "dev": props.get("dev"), "metric": int(props["metric"])}
 
 
-class RouteProvider(HostProvider):
+def _previous(olds: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The {via, dev, metric} glidepath set for this dst and table before (an update)."""
+    return _fields(olds) if olds is not None and olds.get("metric") is not None else None
+
+
+class _Found(NamedTuple):
+    tables: dict[str, int]  # rt_tables names, read only when the table is given by name
+    table_id: int
+    routes: list[facts.Route]  # the table's routes
+
+
+class RouteProvider(HostProvider[_Found]):
     identity = ("host", "dst", "table")
 
     def check_inputs(self, checker: validate.Checker) -> None:
@@ -66,45 +77,47 @@ class RouteProvider(HostProvider):
     def diffed_fields(self, news: dict[str, Any]) -> list[str]:
         return ["host", "dst", "via", "dev", "table", "metric"]
 
-    def _set(self, props: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
-        session = self.session(props)
-        dst, table = props["dst"], props.get("table", "main")
-        via, dev, metric = props.get("via"), props.get("dev"), int(props.get("metric", 0))
-        tables = table_names(session, table)
-        table_id = resolve(table, tables)
-        plan = plans.plan_set(
-            dst, via, dev, table, metric, tables, _routes(session, table_id), previous
+    def facts(self, session: SshSession, props: dict[str, Any]) -> _Found:
+        tables = table_names(session, props["table"])
+        table_id = resolve(props["table"], tables)
+        return _Found(tables, table_id, _routes(session, table_id))
+
+    def plan(self, props: dict[str, Any], found: _Found, olds: dict[str, Any] | None) -> Plans:
+        ours = _fields(props)
+        yield plans.plan_set(
+            props["dst"],
+            ours["via"],
+            ours["dev"],
+            props["table"],
+            ours["metric"],
+            found.tables,
+            found.routes,
+            _previous(olds),
         )
-        apply(session, plan)
-        if not any(
-            r["dst"] == dst and plans.matches(r, via, dev, metric)
-            for r in _routes(session, table_id)
-        ):
-            wanted = " ".join(plans.spec(dst, via, dev, table_id, metric))
-            raise RuntimeError(
-                f"{session.endpoint.name}: route {wanted} is not there after adding it"
-            )
-        adopted = still_adopted(plan, previous, props)
+
+    def read_back(self, session: SshSession, props: dict[str, Any], before: _Found) -> _Found:
+        return before._replace(routes=_routes(session, before.table_id))
+
+    def verify(self, props: dict[str, Any], found: _Found) -> str | None:
+        dst, ours = props["dst"], _fields(props)
+        via, dev, metric = ours["via"], ours["dev"], ours["metric"]
+        if any(r["dst"] == dst and plans.matches(r, via, dev, metric) for r in found.routes):
+            return None
+        wanted = " ".join(plans.spec(dst, via, dev, found.table_id, metric))
+        return f"route {wanted} is not there after adding it"
+
+    def outputs(self, done: Converged[_Found]) -> dict[str, Any]:
         return {
-            **props,
-            "adopted": adopted,
-            "via": via,
-            "dev": dev,
-            "table": table,
-            "metric": metric,
-            "table_id": table_id,
+            **done.props,
+            "adopted": still_adopted(done.changed, _previous(done.olds), done.olds),
+            **_fields(done.props),  # via and dev stored even where not given
+            "table_id": done.after.table_id,
         }
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        outs = self._set(props, None)
-        return CreateResult(f"{props['host']['name']}:route:{outs['table_id']}:{outs['dst']}", outs)
+    def resource_id(self, outputs: dict[str, Any]) -> str:
+        return f"{outputs['host']['name']}:route:{outputs['table_id']}:{outputs['dst']}"
 
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        previous = _fields(olds) if olds.get("metric") is not None else None
-        return UpdateResult(self._set({**news, "adopted": olds.get("adopted")}, previous))
-
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        session = self.session(props)
+    def observe(self, session: SshSession, props: dict[str, Any]) -> dict[str, Any] | None:
         dst, table_id, ours = props["dst"], int(props["table_id"]), _fields(props)
         slot = [
             r
@@ -112,16 +125,15 @@ class RouteProvider(HostProvider):
             if r["dst"] == dst and r["metric"] == ours["metric"]
         ]
         if any(plans.matches(r, ours["via"], ours["dev"], ours["metric"]) for r in slot):
-            return ReadResult(id_, props)
+            return props
         if not slot:
-            return ReadResult("", {})  # deleted by hand (another metric is another route)
+            return None  # deleted by hand (another metric is another route)
         # Replaced by hand at our key: report what the host has, so refresh shows drift.
         found = slot[0]
         dev = found["dev"] if ours["dev"] is not None or found["via"] is None else None
-        return ReadResult(id_, {**props, "via": found["via"], "dev": dev})
+        return {**props, "via": found["via"], "dev": dev}
 
-    def delete(self, _id: str, props: dict[str, Any]) -> None:
-        session = self.session(props)
+    def remove(self, session: SshSession, props: dict[str, Any]) -> None:
         table_id, fields = int(props["table_id"]), _fields(props)
         plan = plans.plan_delete(
             props["dst"],

@@ -11,10 +11,10 @@ import threading
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import CreateResult, ReadResult, Resource, UpdateResult
+from pulumi.dynamic import Resource
 
 from providers import validate
-from providers.base import HostProvider, apply
+from providers.base import Converged, HostProvider, Plans, apply, still_adopted
 from providers.facts import rt_tables as facts
 from providers.plans import routing_table as plans
 from providers.transport import SshSession
@@ -35,6 +35,11 @@ def _entries(session: SshSession) -> list[facts.Entry]:
     return facts.process(session.read_file(facts.PATH))
 
 
+def _previous(olds: dict[str, Any] | None) -> str | None:
+    """The name glidepath gave the table before (an update): that line is ours to rewrite."""
+    return None if olds is None else olds.get("name")
+
+
 def table_names(session: SshSession, table: int | str) -> dict[str, int]:
     """name -> id for PolicyRule and Route; the host's file is read only when a name
     that is not built in needs it."""
@@ -43,7 +48,7 @@ def table_names(session: SshSession, table: int | str) -> dict[str, int]:
     return facts.names(_entries(session))
 
 
-class RoutingTableProvider(HostProvider):
+class RoutingTableProvider(HostProvider[str | None]):
     identity = ("host", "table_id")
 
     def check_inputs(self, checker: validate.Checker) -> None:
@@ -53,45 +58,41 @@ class RoutingTableProvider(HostProvider):
     def diffed_fields(self, news: dict[str, Any]) -> list[str]:
         return ["host", "table_id", "name"]
 
-    def _set(self, props: dict[str, Any], previous: str | None) -> bool:
-        """Apply; True when something had to change."""
-        session = self.session(props)
-        table_id, name = int(props["table_id"]), props["name"]
+    def converge(
+        self, session: SshSession, props: dict[str, Any], olds: dict[str, Any] | None
+    ) -> dict[str, Any]:
         with file_lock(session):
-            plan = plans.plan_set(table_id, name, session.read_file(facts.PATH), previous)
-            apply(session, plan)
-            entries = _entries(session)
-        changed = bool(plan)
-        if not any(e["id"] == table_id and e["name"] == name for e in entries):
-            raise RuntimeError(
-                f"{session.endpoint.name}: {facts.PATH} does not name table {table_id} "
-                f"{name!r} after writing it"
-            )
-        return changed
+            return super().converge(session, props, olds)
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        adopted = not self._set(props, None)
-        return CreateResult(
-            f"{props['host']['name']}:rt_tables:{int(props['table_id'])}",
-            {**props, "adopted": adopted},
-        )
+    def facts(self, session: SshSession, props: dict[str, Any]) -> str | None:
+        return session.read_file(facts.PATH)
 
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        changed = self._set(news, olds.get("name"))
-        return UpdateResult({**news, "adopted": bool(olds.get("adopted")) and not changed})
+    def plan(self, props: dict[str, Any], found: str | None, olds: dict[str, Any] | None) -> Plans:
+        yield plans.plan_set(int(props["table_id"]), props["name"], found, _previous(olds))
 
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        session = self.session(props)
+    def verify(self, props: dict[str, Any], found: str | None) -> str | None:
+        table_id, name = int(props["table_id"]), props["name"]
+        if any(e["id"] == table_id and e["name"] == name for e in facts.process(found)):
+            return None
+        return f"{facts.PATH} does not name table {table_id} {name!r} after writing it"
+
+    def outputs(self, done: Converged[str | None]) -> dict[str, Any]:
+        adopted = still_adopted(done.changed, _previous(done.olds), done.olds)
+        return {**done.props, "adopted": adopted}
+
+    def resource_id(self, outputs: dict[str, Any]) -> str:
+        return f"{outputs['host']['name']}:rt_tables:{int(outputs['table_id'])}"
+
+    def observe(self, session: SshSession, props: dict[str, Any]) -> dict[str, Any] | None:
         table_id = int(props["table_id"])
         named = [e["name"] for e in _entries(session) if e["id"] == table_id]
         if not named:
-            return ReadResult("", {})  # the line is gone
+            return None  # the line is gone
         if props["name"] in named:
-            return ReadResult(id_, props)
-        return ReadResult(id_, {**props, "name": named[-1]})  # renamed by hand: drift
+            return props
+        return {**props, "name": named[-1]}  # renamed by hand: drift
 
-    def delete(self, _id: str, props: dict[str, Any]) -> None:
-        session = self.session(props)
+    def remove(self, session: SshSession, props: dict[str, Any]) -> None:
         with file_lock(session):
             plan = plans.plan_remove(
                 int(props["table_id"]),

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import CreateResult, ReadResult, Resource, UpdateResult
+from pulumi.dynamic import Resource
 
 from providers import validate
-from providers.base import HostProvider, apply
+from providers.base import Converged, HostProvider, Plans, apply
 from providers.facts import sysctl as facts
 from providers.plans import sysctl as plans
 from providers.transport import SshSession
@@ -22,7 +22,7 @@ def _current(session: SshSession, key: str) -> str | None:
     return facts.process(session.run(facts.command(key), check=False))
 
 
-class SysctlProvider(HostProvider):
+class SysctlProvider(HostProvider[str | None]):
     identity = ("host", "key")
 
     def check_inputs(self, checker: validate.Checker) -> None:
@@ -32,41 +32,33 @@ class SysctlProvider(HostProvider):
     def diffed_fields(self, news: dict[str, Any]) -> list[str]:
         return ["host", "key", "value"]
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        session = self.session(props)
-        key, value = props["key"], props["value"]
-        previous = _current(session, key)
-        apply(session, plans.plan_set(key, value, previous))
-        actual = _current(session, key)
-        if actual != value:
-            raise RuntimeError(
-                f"{session.endpoint.name}: sysctl {key} reads {actual} after setting {value}"
-            )
-        return CreateResult(
-            f"{props['host']['name']}:{key}", {**props, "previous": previous, "actual": actual}
-        )
+    def facts(self, session: SshSession, props: dict[str, Any]) -> str | None:
+        return _current(session, props["key"])
 
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        session = self.session(news)
-        key, value = news["key"], news["value"]
-        apply(session, plans.plan_set(key, value, _current(session, key)))
-        actual = _current(session, key)
-        if actual != value:
-            raise RuntimeError(
-                f"{session.endpoint.name}: sysctl {key} reads {actual} after setting {value}"
-            )
-        return UpdateResult({**news, "previous": olds.get("previous"), "actual": actual})
+    def plan(self, props: dict[str, Any], found: str | None, olds: dict[str, Any] | None) -> Plans:
+        yield plans.plan_set(props["key"], props["value"], found)
 
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        session = self.session(props)
+    def verify(self, props: dict[str, Any], found: str | None) -> str | None:
+        if found == props["value"]:
+            return None
+        return f"sysctl {props['key']} reads {found} after setting {props['value']}"
+
+    def outputs(self, done: Converged[str | None]) -> dict[str, Any]:
+        # `previous`: the value before glidepath first set it, which delete puts back.
+        previous = done.before if done.olds is None else done.olds.get("previous")
+        return {**done.props, "previous": previous, "actual": done.after}
+
+    def resource_id(self, outputs: dict[str, Any]) -> str:
+        return f"{outputs['host']['name']}:{outputs['key']}"
+
+    def observe(self, session: SshSession, props: dict[str, Any]) -> dict[str, Any] | None:
         actual = _current(session, props["key"])
         if actual is None:
-            return ReadResult("", {})  # the key is gone (interface removed): resource gone
+            return None  # the key is gone (interface removed): resource gone
         # Report drift where refresh compares it: `value` is what the host has now.
-        return ReadResult(id_, {**props, "value": actual, "actual": actual})
+        return {**props, "value": actual, "actual": actual}
 
-    def delete(self, _id: str, props: dict[str, Any]) -> None:
-        session = self.session(props)
+    def remove(self, session: SshSession, props: dict[str, Any]) -> None:
         key = props["key"]
         plan = plans.plan_restore(
             key, props["value"], props.get("previous"), _current(session, key)

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import CreateResult, ReadResult, Resource, UpdateResult
+from pulumi.dynamic import Resource
 
 from providers import validate
 from providers.base import HostProvider, apply
@@ -172,9 +172,6 @@ class TunnelProvider(HostProvider):
 
     # --- the steps -------------------------------------------------------------------
 
-    def _sessions(self, props: dict[str, Any]) -> tuple[SshSession, SshSession]:
-        return self.session(props), self.session(props, "peer")
-
     def _stop(self, host: SshSession, peer: SshSession, tunnel: plans.Tunnel) -> None:
         """TERM our processes by PID, KILL what is left after a bounded wait, forget the
         pid file; then wait for tunN to be gone on both ends."""
@@ -234,11 +231,14 @@ class TunnelProvider(HostProvider):
         tail = result.stdout.strip() if result.ok else ""
         return f"\nkeeper log ({path}):\n{tail}" if tail else ""
 
-    def _converge(self, props: dict[str, Any]) -> dict[str, Any]:
+    def converge(
+        self, session: SshSession, props: dict[str, Any], olds: dict[str, Any] | None
+    ) -> dict[str, Any]:
         """Make the link up with these parameters; return the outputs. On failure, stop
         what this call started and remove the devices it created, so nothing is left
-        half-applied."""
-        host, peer = self._sessions(props)
+        half-applied. Not the base's facts-plan-apply steps: two hosts, a keeper to stop
+        first when it runs with other parameters, and one to wait for."""
+        host, peer = session, self.session(props, "peer")
         tunnel = _tunnel(props)
         dev = plans.device(tunnel["tun"])
         current = _Facts(host, peer, tunnel)
@@ -326,26 +326,20 @@ class TunnelProvider(HostProvider):
             },
         }
 
-    # --- CRUD ------------------------------------------------------------------------
+    # --- the other hooks -------------------------------------------------------------
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        outs = self._converge(props)
-        return CreateResult(
-            f"{props['host']['name']}:{props['peer']['name']}:tun{props['tun']}", outs
-        )
+    def resource_id(self, outputs: dict[str, Any]) -> str:
+        return f"{outputs['host']['name']}:{outputs['peer']['name']}:tun{outputs['tun']}"
 
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(self._converge(news))
-
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        host, peer = self._sessions(props)
+    def observe(self, session: SshSession, props: dict[str, Any]) -> dict[str, Any] | None:
+        host, peer = session, self.session(props, "peer")
         # Never gone: a tunnel whose keeper died reads as down, and `up` restarts it.
-        return ReadResult(id_, self._outputs(props, _Facts(host, peer, _tunnel(props))))
+        return self._outputs(props, _Facts(host, peer, _tunnel(props)))
 
-    def delete(self, _id: str, props: dict[str, Any]) -> None:
+    def remove(self, session: SshSession, props: dict[str, Any]) -> None:
         # The script is left in place: it is shared by every tunnel of the host, has fixed
         # content, and does nothing unless started.
-        host, peer = self._sessions(props)
+        host, peer = session, self.session(props, "peer")
         tunnel = _tunnel(props)
         self._stop(host, peer, tunnel)
         alias = plans.owner_alias(host.endpoint.address, peer.endpoint.address)

@@ -15,13 +15,13 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import pulumi
-from pulumi.dynamic import CreateResult, ReadResult, Resource, UpdateResult
+from pulumi.dynamic import Resource
 
 from providers import validate
-from providers.base import HostProvider, apply
+from providers.base import Converged, HostProvider, Plans, apply
 from providers.facts import vif_route_script as facts
 from providers.plans import PlanError
 from providers.plans import vif_route_script as plans
@@ -71,7 +71,16 @@ def _mode(stat_mode: str) -> str:
     return f"{int(stat_mode, 8):04o}"
 
 
-class VifRouteScriptProvider(HostProvider):
+class _Found(NamedTuple):
+    stat: dict[str, facts.Stat]  # the script and its directory, those that exist
+    content: str | None  # the script, if it is a regular file
+
+    def mode(self, path: str) -> str | None:
+        """The file's mode as `0755`, or None when it does not exist."""
+        return _mode(self.stat[path]["mode"]) if path in self.stat else None
+
+
+class VifRouteScriptProvider(HostProvider[_Found]):
     identity = ("host", "path")
 
     def check_inputs(self, checker: validate.Checker) -> None:
@@ -91,75 +100,70 @@ class VifRouteScriptProvider(HostProvider):
     def delete_before_replace(self) -> bool:
         return False  # a new path or host is another file: write it first
 
-    def _facts(self, session: SshSession, path: str) -> tuple[dict[str, facts.Stat], str | None]:
+    def facts(self, session: SshSession, props: dict[str, Any]) -> _Found:
+        path = props["path"]
         directory = plans.directory_of(path)
         found = facts.process_stat(session.run(facts.stat_command(directory, path), check=False))
         stat = found.get(path)
         is_file = stat is not None and stat["kind"].startswith("regular")
-        content = session.read_file(path) if is_file else None
-        return found, content
+        return _Found(found, session.read_file(path) if is_file else None)
 
-    def _ensure(self, props: dict[str, Any]) -> dict[str, Any]:
-        session = self.session(props)
-        path, routes = props["path"], props["routes"]
+    def plan(self, props: dict[str, Any], found: _Found, olds: dict[str, Any] | None) -> Plans:
+        path = props["path"]
         directory = plans.directory_of(path)
-        found, content = self._facts(session, path)
-        directory_stat = found.get(directory)
-        apply(session, plans.plan_directory(directory, directory_stat and directory_stat["kind"]))
-        stat = found.get(path)
-        plan = plans.plan_write(
+        directory_stat = found.stat.get(directory)
+        yield plans.plan_directory(directory, directory_stat and directory_stat["kind"])
+        stat = found.stat.get(path)
+        yield plans.plan_write(
             path,
-            routes,
-            content,
+            props["routes"],
+            found.content,
             stat["mode"] if stat else None,
             stat["kind"] if stat else None,
         )
-        apply(session, plan)
-        found, content = self._facts(session, path)
-        desired = plans.render(path, routes)
-        mode = _mode(found[path]["mode"]) if path in found else None
-        if content != desired or mode != plans.MODE:
-            raise RuntimeError(
-                f"{session.endpoint.name}: {path} does not hold the generated script after "
-                f"writing it (mode {mode})"
-            )
-        return {**props, "routes": dict(routes), "sha256": sha256(desired), "mode": mode}
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        # What was there before us comes back on delete (destroy leaves the host as it was).
-        found, previous = self._facts(self.session(props), props["path"])
-        stat = found.get(props["path"])
-        outputs = self._ensure(props)
-        outputs["previous"] = (
-            previous if previous != plans.render(props["path"], props["routes"]) else None
-        )
-        outputs["previous_mode"] = _mode(stat["mode"]) if stat and outputs["previous"] else None
-        return CreateResult(f"{props['host']['name']}:{props['path']}", outputs)
-
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        outputs = self._ensure(news)
-        outputs["previous"] = olds.get("previous")
-        outputs["previous_mode"] = olds.get("previous_mode")
-        return UpdateResult(outputs)
-
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        session = self.session(props)
+    def verify(self, props: dict[str, Any], found: _Found) -> str | None:
         path = props["path"]
-        found, content = self._facts(session, path)
-        if content is None:
-            return ReadResult("", {})  # removed by hand: the script is gone
-        return ReadResult(
-            id_,
-            {
-                **props,
-                "routes": facts.parse_routes(content),
-                "sha256": sha256(content),
-                "mode": _mode(found[path]["mode"]) if path in found else None,
-            },
-        )
+        mode = found.mode(path)
+        if found.content == plans.render(path, props["routes"]) and mode == plans.MODE:
+            return None
+        return f"{path} does not hold the generated script after writing it (mode {mode})"
 
-    def delete(self, _id: str, props: dict[str, Any]) -> None:
-        session = self.session(props)
+    def outputs(self, done: Converged[_Found]) -> dict[str, Any]:
+        path, routes = done.props["path"], done.props["routes"]
+        desired = plans.render(path, routes)
+        outs = {
+            **done.props,
+            "routes": dict(routes),
+            "sha256": sha256(desired),
+            "mode": done.after.mode(path),
+        }
+        if done.olds is not None:
+            outs["previous"] = done.olds.get("previous")
+            outs["previous_mode"] = done.olds.get("previous_mode")
+            return outs
+        # What was there before us comes back on delete (destroy leaves the host as it was).
+        previous = done.before.content
+        outs["previous"] = previous if previous != desired else None
+        outs["previous_mode"] = done.before.mode(path) if outs["previous"] else None
+        return outs
+
+    def resource_id(self, outputs: dict[str, Any]) -> str:
+        return f"{outputs['host']['name']}:{outputs['path']}"
+
+    def observe(self, session: SshSession, props: dict[str, Any]) -> dict[str, Any] | None:
+        path = props["path"]
+        found = self.facts(session, props)
+        if found.content is None:
+            return None  # removed by hand: the script is gone
+        return {
+            **props,
+            "routes": facts.parse_routes(found.content),
+            "sha256": sha256(found.content),
+            "mode": found.mode(path),
+        }
+
+    def remove(self, session: SshSession, props: dict[str, Any]) -> None:
         path = props["path"]
         plan = plans.plan_remove(
             path,

@@ -51,6 +51,18 @@ def rule_key(rule: Mapping[str, Any]) -> tuple[Any, ...]:
     )
 
 
+def copies_of(rule: Mapping[str, Any], rules: Sequence[Mapping[str, Any]]) -> int:
+    """How many of `rules` are exactly `rule` (read reports it as the resource's `copies`)."""
+    return sum(1 for found in rules if rule_key(found) == rule_key(rule))
+
+
+def _copies_of_ours(rule: Mapping[str, Any], rules: Sequence[Mapping[str, Any]]) -> int:
+    if not is_ours(rule):
+        # Never happens with checked inputs; refuse rather than touch someone's rule.
+        raise PlanError(f"comment {rule.get('comment')!r} does not mark the rule as ours")
+    return copies_of(rule, rules)
+
+
 def rule_spec(rule: Mapping[str, Any]) -> list[str]:
     """The match and target arguments after `-A/-D CHAIN`, one argv element per value."""
     return [
@@ -112,9 +124,7 @@ def _clash(desired: Mapping[str, Any], rules: Sequence[Mapping[str, Any]]) -> No
 
 def plan_add(desired: Mapping[str, Any], rules: Sequence[Mapping[str, Any]]) -> Plan:
     """Make exactly one copy of `desired` exist in its chain."""
-    if not is_ours(desired):
-        raise PlanError(f"comment {desired.get('comment')!r} does not mark the rule as ours")
-    copies = sum(1 for rule in rules if rule_key(rule) == rule_key(desired))
+    copies = _copies_of_ours(desired, rules)
     if copies == 1:
         return Plan.nothing(f"mangle rule {_describe(desired)} is already present")
     if copies > 1:
@@ -138,10 +148,7 @@ def plan_add(desired: Mapping[str, Any], rules: Sequence[Mapping[str, Any]]) -> 
 
 def plan_delete(ours: Mapping[str, Any], rules: Sequence[Mapping[str, Any]]) -> Plan:
     """Remove every copy of our rule, exactly as specified; other rules stay."""
-    if not is_ours(ours):
-        # Never happens with checked inputs; refuse rather than delete someone's rule.
-        raise PlanError(f"comment {ours.get('comment')!r} does not mark the rule as ours")
-    copies = sum(1 for rule in rules if rule_key(rule) == rule_key(ours))
+    copies = _copies_of_ours(ours, rules)
     if copies == 0:
         return Plan.nothing(f"mangle rule {_describe(ours)} is already absent")
     return Plan.run(

@@ -1,0 +1,158 @@
+"""The base provider's entry points and its one converge path, on a toy provider and a
+fake host (no lab): the order of the steps, the canonical inputs every hook sees, the
+error when the host does not hold the result, and what the engine gets back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pulumi.dynamic import ReadResult
+
+from providers import base, transport, validate
+from providers.base import Converged, HostProvider, Plans
+from providers.plans import Plan
+from providers.transport import Endpoint, SshCredentials
+
+pytestmark = [pytest.mark.unit]
+
+HOST = {"name": "toy", "address": "192.0.2.1", "port": 22.0, "user": "root"}
+
+
+class FakeHost:
+    """The part of SshSession the base uses; `value` is the one fact the host holds."""
+
+    def __init__(self) -> None:
+        self.endpoint = Endpoint("toy", "192.0.2.1")
+        self.value = 0
+        self.obeys = True
+        self.steps: list[str] = []
+
+    def run(self, argv: tuple[str, ...], check: bool = True) -> None:
+        self.steps.append(f"run {' '.join(argv)}")
+        if self.obeys and argv[0] == "set":
+            self.value = int(argv[1])
+
+
+class Toy(HostProvider[int]):
+    """`count` on the host: plans `prepare` then `set <count>`, each made only after the
+    one before it ran."""
+
+    def __init__(self, host: FakeHost) -> None:
+        super().__init__()
+        self.host = host
+
+    def check_inputs(self, checker: validate.Checker) -> None:
+        checker.field("count", lambda v: validate.integer(v, 0, 9))
+
+    def facts(self, session: Any, props: dict[str, Any]) -> int:
+        self.host.steps.append(f"facts {props['count']!r}")
+        return self.host.value
+
+    def plan(self, props: dict[str, Any], found: int, olds: dict[str, Any] | None) -> Plans:
+        self.host.steps.append("plan prepare")
+        yield Plan.run(["prepare"]) if found != props["count"] else Plan.nothing("in place")
+        self.host.steps.append("plan set")
+        yield Plan.run(["set", str(props["count"])]) if found != props["count"] else Plan()
+
+    def verify(self, props: dict[str, Any], found: int) -> str | None:
+        self.host.steps.append("verify")
+        return None if found == props["count"] else f"count reads {found}"
+
+    def outputs(self, done: Converged[int]) -> dict[str, Any]:
+        self.host.steps.append("outputs")
+        return {**done.props, "before": done.before, "changed": done.changed, "olds": done.olds}
+
+    def resource_id(self, outputs: dict[str, Any]) -> str:
+        return f"{outputs['host']['name']}:count"
+
+    def observe(self, session: Any, props: dict[str, Any]) -> dict[str, Any] | None:
+        return {**props, "count": self.host.value} if self.host.value else None
+
+    def remove(self, session: Any, props: dict[str, Any]) -> None:
+        self.host.steps.append(f"remove {props['count']!r}")
+
+
+@pytest.fixture
+def host(monkeypatch: pytest.MonkeyPatch) -> FakeHost:
+    fake = FakeHost()
+    monkeypatch.setattr(transport, "session", lambda endpoint, credentials: fake)
+    return fake
+
+
+@pytest.fixture
+def toy(host: FakeHost) -> Toy:
+    provider = Toy(host)
+    provider.use_credentials(SshCredentials("key", "known hosts"))
+    return provider
+
+
+def test_create_runs_facts_plan_apply_read_back_verify_outputs_in_order(
+    toy: Toy, host: FakeHost
+) -> None:
+    logged = len(base.applied_log)
+    created = toy.create({"host": HOST, "count": 3.0})  # the engine's float
+    assert host.steps == [
+        "facts 3",  # canonical: an int, as `check` made it
+        "plan prepare",
+        "run prepare",
+        "plan set",  # made after the plan before it ran
+        "run set 3",
+        "facts 3",  # read back
+        "verify",
+        "outputs",
+    ]
+    assert base.applied_log[logged:] == [("toy", ("prepare",)), ("toy", ("set", "3"))]
+    assert created.id == "toy:count"
+    assert created.outs == {
+        "host": {**HOST, "port": 22},
+        "count": 3,
+        "before": 0,
+        "changed": True,
+        "olds": None,
+    }
+
+
+def test_update_sees_canonical_olds_and_reports_nothing_changed(toy: Toy, host: FakeHost) -> None:
+    host.value = 3
+    olds = {"host": HOST, "count": 3.0, "before": 0}
+    updated = toy.update("toy:count", olds, {"host": HOST, "count": 3.0})
+    assert [step for step in host.steps if step.startswith("run")] == []
+    assert updated.outs is not None
+    assert updated.outs["changed"] is False
+    assert updated.outs["olds"] == {"host": {**HOST, "port": 22}, "count": 3, "before": 0}
+
+
+def test_a_host_that_does_not_take_the_change_fails_naming_it(toy: Toy, host: FakeHost) -> None:
+    host.obeys = False
+    with pytest.raises(RuntimeError, match=r"^toy: count reads 0$"):
+        toy.create({"host": HOST, "count": 3})
+    assert "outputs" not in host.steps
+
+
+def test_read_reports_gone_as_an_empty_id(toy: Toy, host: FakeHost) -> None:
+    gone = toy.read("toy:count", {"host": HOST, "count": 3.0})
+    assert (gone.id, gone.outs) == ("", {})
+    host.value = 5
+    found = toy.read("toy:count", {"host": HOST, "count": 3.0})
+    assert isinstance(found, ReadResult)
+    assert (found.id, found.outs) == ("toy:count", {"host": {**HOST, "port": 22}, "count": 5})
+
+
+def test_delete_removes_from_canonical_outputs(toy: Toy, host: FakeHost) -> None:
+    toy.delete("toy:count", {"host": HOST, "count": 3.0})
+    assert host.steps == ["remove 3"]
+
+
+def test_a_provider_that_overrides_an_entry_point_still_gets_canonical_inputs() -> None:
+    # VmPlacementProvider and UpstreamProvider still override the entry points themselves.
+    class Legacy(HostProvider[None]):
+        def check_inputs(self, checker: validate.Checker) -> None:
+            checker.field("count", lambda v: validate.integer(v, 0, 9))
+
+        def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+            return ReadResult(id_, props)
+
+    read = Legacy().read("x", {"host": HOST, "count": 3.0})
+    assert read.outs == {"host": {**HOST, "port": 22}, "count": 3}
+    assert isinstance(read.outs["count"], int)
