@@ -28,7 +28,6 @@ through `configure` in the provider process and sessions live in `transport`'s c
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -108,35 +107,12 @@ def endpoint_of(props: dict[str, Any], key: str = "host") -> Endpoint:
     )
 
 
-_ENTRY_POINTS = ("create", "update", "read", "delete")
-
-
-def _canonicalising(method: Any) -> Any:
-    @functools.wraps(method)
-    def wrapper(self: HostProvider[Any], *args: Any) -> Any:
-        # (props), (id, props) or (id, olds, news): the dicts are the last one or two.
-        converted = [self.canonical(a) if isinstance(a, dict) else a for a in args]
-        return method(self, *converted)
-
-    return wrapper
-
-
 class HostProvider(ResourceProvider, Generic[Found]):
     """Base for providers that act on one host over SSH: the entry points and the converge
     path here, the hooks in each provider (see the module docstring)."""
 
     #: Input fields whose change means a different thing on the host: replace, not update.
     identity: tuple[str, ...] = ("host",)
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        # Transitional, for the providers that still override the entry points themselves
-        # (VmPlacementProvider, UpstreamProvider): their create/update/read/delete are
-        # wrapped to make the `canonical` call that the entry points below make in plain
-        # sight. A provider built on the hooks overrides none of them and is left alone.
-        for method in _ENTRY_POINTS:
-            if method in cls.__dict__:
-                setattr(cls, method, _canonicalising(cls.__dict__[method]))
 
     def canonical(self, props: dict[str, Any]) -> dict[str, Any]:
         """Props with every input field re-parsed by `check` (other fields kept as they are).

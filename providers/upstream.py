@@ -225,6 +225,7 @@ class UpstreamProvider(HostProvider):
         }
 
     def create(self, props: dict[str, Any]) -> CreateResult:
+        props = self.canonical(props)
         current = self._host_by_address(props, self._backend(props).current())
         last = None
         if current != props["upstream"] and props["cutover"]["kind"] != "manual":
@@ -242,6 +243,7 @@ class UpstreamProvider(HostProvider):
             self._set_mark(props, other, present=True)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        olds, news = self.canonical(olds), self.canonical(news)
         last = olds.get("last_cutover")
         current = self._host_by_address(news, self._backend(news).current()) or olds.get("upstream")
         if current != news["upstream"]:
@@ -251,6 +253,7 @@ class UpstreamProvider(HostProvider):
         return UpdateResult({**news, "last_cutover": last})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        props = self.canonical(props)
         routed = self._backend(props).current()
         if routed is None:
             return ReadResult(id_, props)  # the backend cannot tell (manual): trust the state
@@ -258,6 +261,7 @@ class UpstreamProvider(HostProvider):
         return ReadResult(id_, {**props, "upstream": host})
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
+        props = self.canonical(props)
         # The prefix stays routed where it is: un-routing a provider's IP is never wanted.
         _log(f"{props['network']}: {props['prefix']} stays routed to {props['upstream']}")
         # The MangleMark resources are gone by now (they depend on this one). A cutover

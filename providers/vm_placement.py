@@ -129,6 +129,7 @@ class VmPlacementProvider(HostProvider):
     # --- create / read / delete --------------------------------------------------------
 
     def create(self, props: dict[str, Any]) -> CreateResult:
+        props = self.canonical(props)
         name = props["name"]
         existing = self._find(props)
         if existing is not None and existing.host != props["host"]["name"] and existing.running:
@@ -162,6 +163,7 @@ class VmPlacementProvider(HostProvider):
         }
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        props = self.canonical(props)
         placement = self._find(props)
         if placement is None:
             return ReadResult("", {})
@@ -178,6 +180,7 @@ class VmPlacementProvider(HostProvider):
         )
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
+        props = self.canonical(props)
         import libvirt
 
         placement = self._find(props)
@@ -203,6 +206,7 @@ class VmPlacementProvider(HostProvider):
     # --- update: spec changes and live migration -------------------------------------
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        olds, news = self.canonical(olds), self.canonical(news)
         placement = self._find(olds)
         if placement is None:
             raise RuntimeError(f"{news['name']} is defined on no host; `pulumi refresh` then `up`")

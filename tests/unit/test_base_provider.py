@@ -142,17 +142,3 @@ def test_read_reports_gone_as_an_empty_id(toy: Toy, host: FakeHost) -> None:
 def test_delete_removes_from_canonical_outputs(toy: Toy, host: FakeHost) -> None:
     toy.delete("toy:count", {"host": HOST, "count": 3.0})
     assert host.steps == ["remove 3"]
-
-
-def test_a_provider_that_overrides_an_entry_point_still_gets_canonical_inputs() -> None:
-    # VmPlacementProvider and UpstreamProvider still override the entry points themselves.
-    class Legacy(HostProvider[None]):
-        def check_inputs(self, checker: validate.Checker) -> None:
-            checker.field("count", lambda v: validate.integer(v, 0, 9))
-
-        def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-            return ReadResult(id_, props)
-
-    read = Legacy().read("x", {"host": HOST, "count": 3.0})
-    assert read.outs == {"host": {**HOST, "port": 22}, "count": 3}
-    assert isinstance(read.outs["count"], int)
