@@ -15,7 +15,7 @@ from pulumi.dynamic import Resource
 
 from providers import validate
 from providers.base import Converged, HostProvider, Plans, apply, still_adopted
-from providers.facts import rt_tables as facts
+from providers.facts import routing_table as facts
 from providers.plans import routing_table as plans
 from providers.transport import SshSession
 

@@ -14,7 +14,7 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 
-from providers import transport, validate
+from providers import libvirt_bridge, transport, validate
 from providers.base import HostProvider, endpoint_of, parse_endpoint
 from providers.migration import MIB, disks, inputs, job, preflight
 from providers.migration import log as _log
@@ -103,7 +103,7 @@ class VmPlacementProvider(HostProvider):
             raise transport.TransportError(
                 self._credentials_error or "glidepath:ssh is not configured for this stack"
             )
-        return transport.libvirt_connection(endpoint, self._credentials)
+        return libvirt_bridge.connection(endpoint, self._credentials)
 
     def _find(self, props: dict[str, Any]) -> Placement | None:
         """Where the domain is: the stored host first, then every host of the fleet."""

@@ -47,7 +47,7 @@ def _table(value: Any, tables: Mapping[str, int]) -> int | str:
 
 def process(output: str, tables: Mapping[str, int] | None = None) -> list[Rule]:
     """`ip -j rule show` output -> rules in kernel order. `tables` (name -> id, see
-    facts.rt_tables.names) resolves tables printed by name."""
+    facts.routing_table.names) resolves tables printed by name."""
     rules: list[Rule] = []
     for raw in json.loads(output or "[]"):
         item = dict(raw)

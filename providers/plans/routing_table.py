@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from providers.facts import rt_tables as facts
+from providers.facts import routing_table as facts
 from providers.plans import FileWrite, Plan, PlanError
 
 

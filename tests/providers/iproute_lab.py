@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from providers.facts import rt_tables
+from providers.facts import routing_table as rt_tables
 from providers.transport import SshCredentials
 
 HOST = "new"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from providers.facts import rt_tables
+from providers.facts import routing_table as rt_tables
 
 pytestmark = [pytest.mark.unit]
 
