@@ -188,9 +188,7 @@ class RoutedNetwork(pulumi.ComponentResource):
                 "marked": self.egress,
                 "mark": network.mark,
                 "cutover": cutover,
-                "first_packet_timeout_s": int(
-                    network.cutover.settings.get("first_packet_timeout_s", 60)
-                ),
+                "first_packet_timeout_s": network.cutover.first_packet_timeout_s,
                 "vm_addresses": [vm.ip for vm in config.vms_of(network.name)],
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*placements, *self.path]),

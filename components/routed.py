@@ -19,10 +19,10 @@ from typing import Any
 from pulumi.errors import RunError
 
 from components.config import NetworkConfig, StackConfig
-from providers.base import parse_endpoint
 from providers.cutover import CutoverError
 from providers.facts import mangle_mark as mark_facts
 from providers.plans import mangle_mark as mark_plans
+from providers.schema.upstream import LabRouterCutover
 from providers.transport import Endpoint, SshCredentials, TransportError
 
 
@@ -98,11 +98,11 @@ def routed_host(
 
     kind = network.cutover.kind
     try:
-        if kind == "lab-router":
+        if isinstance(network.cutover, LabRouterCutover):
             from providers.cutover.lab_router import LabRouter
 
-            router = parse_endpoint(network.cutover.settings["router"])
-            endpoint = Endpoint(router["name"], router["address"], router["port"], router["user"])
+            router = network.cutover.router
+            endpoint = Endpoint(router.name, router.address, router.port, router.user)
             session = transport.session(endpoint, _credentials(raw_ssh))
             return host_by_address(config, LabRouter(session, network.prefix).current())
         if kind == "hetzner-robot":

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import pulumi
 
 from components.config import StackConfig, VmConfig
+from providers.schema.vm_placement import DEFAULT_VCPUS
 from providers.vm_placement import VmPlacement
 
 
@@ -31,7 +32,7 @@ class VirtualMachine(pulumi.ComponentResource):
                 "vif": vm.vif,
                 "ip": vm.ip,
                 "memory_mib": vm.memory_mib,
-                "vcpus": 1,
+                "vcpus": DEFAULT_VCPUS,
                 "disks": [{"path": d.path, "size_mib": d.size_mib} for d in vm.disks],
                 "boot": dict(vm.boot),
                 "domain_type": vm.domain_type,

@@ -22,6 +22,7 @@ _IFNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,14}$")
 _IFNAME_WILDCARD = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,13}\+$")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
 _SYSCTL_KEY = re.compile(r"^[a-z][a-z0-9_]*(\.[A-Za-z0-9_-]+)+$")
+_FILE_PATH = re.compile(r"^(/[A-Za-z0-9_.-]+)+$")
 
 
 class Invalid(ValueError):
@@ -65,6 +66,13 @@ def address(value: Any) -> str:
         raise Invalid(f"{value!r} is not an IP address") from err
 
 
+def ipv4_address(value: Any) -> str:
+    text = address(value)
+    if ipaddress.ip_address(text).version != 4:
+        raise Invalid(f"{text} is IPv6; glidepath routes IPv4 addresses")
+    return text
+
+
 def interface_address(value: Any) -> str:
     """An address with its prefix length, as on an interface: 198.18.100.1/24."""
     try:
@@ -100,6 +108,13 @@ def prefix(value: Any) -> str:
         raise Invalid(f"{value!r} is not a network prefix with zero host bits") from err
 
 
+def ipv4_prefix(value: Any) -> str:
+    text = prefix(value)
+    if ipaddress.ip_network(text).version != 4:
+        raise Invalid(f"{text} is IPv6; glidepath routes IPv4 prefixes (a.b.c.d/n)")
+    return text
+
+
 def route_destination(value: Any) -> str:
     if str(value).strip() == "default":
         return "default"
@@ -114,6 +129,29 @@ def absolute_path(value: Any) -> str:
     if ".." in parts or "." in parts or "//" in value:
         raise Invalid(f"{value!r} must not contain '.', '..' or '//' components")
     return value.rstrip("/") or "/"
+
+
+def file_path(value: Any) -> str:
+    """A file glidepath writes: absolute, plain components only, none of them '.' or '..'."""
+    if (
+        not isinstance(value, str)
+        or not _FILE_PATH.fullmatch(value)
+        or {".", ".."} & set(value.split("/"))
+    ):
+        raise Invalid(
+            f"{value!r} is not an absolute file path of plain components "
+            "(letters, digits, '_', '.', '-'; no '..')"
+        )
+    return value
+
+
+def boolean(value: Any) -> bool:
+    # bool("false") is True: a quoted "false" must not turn a switch on.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise Invalid(f"must be true or false, got {value!r}")
 
 
 def integer(value: Any, low: int, high: int) -> int:
@@ -183,10 +221,14 @@ class Checker:
 BUILTIN_TABLES = {"unspec": 0, "default": 253, "main": 254, "local": 255}
 
 
+#: The routing table ids we may name and fill (0 and 253-255 are the kernel's).
+TABLE_IDS = (1, 252)
+
+
 def table_id(value: Any) -> int:
     """A routing table id we may name and fill: 1-252 (0 and 253-255 are the kernel's)."""
     try:
-        return integer(value, 1, 252)
+        return integer(value, *TABLE_IDS)
     except Invalid as err:
         raise Invalid(f"table id {err} (0 and 253-255 are reserved)") from err
 

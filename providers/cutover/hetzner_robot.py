@@ -40,11 +40,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from providers.cutover import CutoverError
+from providers.schema.upstream import (
+    DEFAULT_BASE_URL,
+    DEFAULT_ROBOT_TIMEOUT_S,
+    ROBOT_TIMEOUT_S,
+    is_loopback,
+    robot_url,
+)
+from providers.validate import Invalid
 
-DEFAULT_BASE_URL = "https://robot-ws.your-server.de"
-# The switch call returns once Robot has moved the routing, which can take a while;
-# community.hrobot's failover_ip module waits up to 180 s for the same call.
-DEFAULT_TIMEOUT_S = 180.0
+DEFAULT_TIMEOUT_S = float(DEFAULT_ROBOT_TIMEOUT_S)
 READ_TIMEOUT_S = 30.0
 # One retry after Robot's rate-limit window, and only if the window is this short; the
 # documented windows are an hour, so in practice a rate limit fails at once.
@@ -57,45 +62,21 @@ def _log(line: str) -> None:
     print(line, flush=True)
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def parse_base_url(value: Any) -> str:
     """The Robot endpoint: https, or http to a loopback address (the tests' local server)."""
-    if not isinstance(value, str) or not value:
-        raise CutoverError("cutover.base_url must be a URL such as " + DEFAULT_BASE_URL)
-    if "@" in value:
-        # Never echo such a URL: it may hold a user and password (and a '#' or '/' in them
-        # confuses URL parsing). Credentials belong in glidepath:robot.
-        raise CutoverError(
-            "cutover.base_url must not contain a user or password; put them in glidepath:robot"
-        )
-    parts = urllib.parse.urlsplit(value)
-    host = parts.hostname or ""
-    if not host:
-        raise CutoverError(f"cutover.base_url {value!r} has no host")
-    if parts.query or parts.fragment:
-        raise CutoverError(f"cutover.base_url {value!r} must not have a query or fragment")
-    if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(host)):
-        return value.rstrip("/")
-    raise CutoverError(
-        f"cutover.base_url {value!r} must use https (Robot's web service is https only; "
-        "plain http is accepted for loopback test servers only)"
-    )
+    try:
+        return robot_url(value)
+    except Invalid as err:
+        raise CutoverError(f"cutover.base_url {err}") from None
 
 
 def _parse_timeout(value: Any) -> float:
     if value is None:
         return DEFAULT_TIMEOUT_S
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 1 <= value <= 600:
+    low, high = ROBOT_TIMEOUT_S.low, ROBOT_TIMEOUT_S.high
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
         raise CutoverError(
-            f"cutover.timeout_s must be a number of seconds in 1..600, got {value!r}"
+            f"cutover.timeout_s must be a number of seconds in {low}..{high}, got {value!r}"
         )
     return float(value)
 
@@ -174,7 +155,7 @@ class HetznerRobot:
             _NoRedirect(),
             urllib.request.HTTPSHandler(context=self._context),
         ]
-        if _is_loopback(host):
+        if is_loopback(host):
             handlers.append(urllib.request.ProxyHandler({}))  # a proxy cannot reach our loopback
         self._opener = urllib.request.build_opener(*handlers)
 

@@ -17,6 +17,7 @@ whole argv is quoted by `transport.quote_argv`, the one quoting point.
 from __future__ import annotations
 
 from providers import validate
+from providers.schema.host import DEFAULT_SSHD_CONFIG
 from providers.transport import quote_argv
 
 #: What a hypervisor needs, by Debian package name.
@@ -34,7 +35,6 @@ PACKAGES = (
 #: Without dpkg: the commands those packages provide.
 COMMANDS = ("qemu-system-x86_64", "virsh", "ip", "iptables", "tcpdump", "sshd", "ssh")
 DIRECTORIES = ("/etc/libvirt/scripts", "/var/log/glidepath")
-DEFAULT_SSHD_CONFIG = "/etc/ssh/sshd_config"
 DROP_IN = "/etc/ssh/sshd_config.d/00-glidepath-tunnel.conf"
 
 SCRIPT = r"""set -eu

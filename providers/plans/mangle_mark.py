@@ -12,9 +12,7 @@ from typing import Any
 
 from providers.facts.mangle_mark import FULL_MASK, Rule
 from providers.plans import Argv, Plan, PlanError
-
-#: Comments that mark a rule as glidepath's: `glidepath`, or `glidepath <something>`.
-OWNER = "glidepath"
+from providers.schema.mangle_mark import OWNER
 
 
 def is_ours(rule: Mapping[str, Any]) -> bool:

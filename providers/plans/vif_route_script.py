@@ -12,6 +12,7 @@ import posixpath
 import re
 from collections.abc import Mapping
 
+from providers import validate
 from providers.plans import FileWrite, Plan, PlanError
 
 MODE = "0755"
@@ -21,19 +22,14 @@ HOLD_DIR = "/run/libvirt/glidepath-hold"
 # Matches validate.interface_name without wildcard: safe unquoted in a `case` pattern
 # (no * ? [ ] | or spaces) and as a path component under /proc/sys.
 VIF_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,14}$")
-# Absolute, plain characters only: the path is printed into the script's header comment.
-_PATH = re.compile(r"^(/[A-Za-z0-9_.-]+)+$")
 
 
 def check_path(path: str) -> str:
     """An absolute file path without '..', '.', '//' or characters a shell would read."""
-    parts = path.split("/")[1:]
-    if not _PATH.fullmatch(path) or any(part in (".", "..") for part in parts):
-        raise PlanError(
-            f"{path!r} is not an absolute file path of plain components "
-            "(letters, digits, '_', '.', '-'; no '..')"
-        )
-    return path
+    try:
+        return validate.file_path(path)
+    except validate.Invalid as err:
+        raise PlanError(str(err)) from None
 
 
 _HEADER = """\

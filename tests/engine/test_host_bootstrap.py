@@ -43,7 +43,7 @@ def _effective(host: SshHost, keyword: str) -> str:
 
 def _stack(host: SshHost, known_hosts: str, tmp_path: Path, name: str) -> auto.Stack:
     assert host.config_path is not None
-    config = HostConfig("t", host.address, sshd_config=str(host.config_path))
+    config = HostConfig(address=host.address, sshd_config=str(host.config_path)).named("t")
     access = {"private_key": host.private_key, "known_hosts": known_hosts}
 
     def program() -> None:

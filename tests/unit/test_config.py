@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import copy
+import functools
+import io
+import json
 from typing import Any
 
+import paramiko
 import pytest
 
-from components.config import ConfigError, parse_config
+from components.config import KEYS, ConfigError, parse_config
+from tests.engine import test_bad_input as bad_input
+from tests.support.netns_sshd import SshHost, host_address
 
 pytestmark = [pytest.mark.unit]
 
@@ -295,3 +301,122 @@ def test_booleans_are_booleans() -> None:
     raw["vms"]["blog"]["migration"] = {"auto_converge": False}
     vm = parse_config(raw).vms["blog"]
     assert (vm.delete_disks, vm.migration.auto_converge) == (False, False)
+
+
+# --- every case of tests/engine/test_bad_input.py, here without the engine ---------------
+
+
+@functools.cache
+def _bad_input_workspace() -> Any:
+    """test_bad_input's Workspace, with stand-ins for its sshd and its ciphertexts."""
+    key = io.StringIO()
+    paramiko.RSAKey.generate(1024).write_private_key(key)
+    addresses = tuple(host_address(index) for index in range(3))
+    host = SshHost(
+        namespace="none",
+        address=addresses[0],
+        private_key=key.getvalue(),
+        known_hosts="".join(f"{address} {bad_input.PUBLIC_KEY}\n" for address in addresses),
+        addresses=addresses,
+    )
+    names = ("private_key", "user", "password", "not_a_key")
+    secure = {name: {"secure": f"v1:{name}"} for name in names}
+    return bad_input.Workspace(None, None, "", secure, host)  # type: ignore[arg-type]
+
+
+def _as_the_program_reads_it(workspace: Any, config: dict[str, Any]) -> tuple[Any, set[str]]:
+    """What load_config gives parse_config for a stack file's `config:`: every key (null
+    where unset), objects with sorted keys (as the engine hands them over), the secrets
+    decrypted, and the keys that hold one."""
+    plain = {
+        "v1:private_key": workspace.host.private_key,
+        "v1:user": "#ws+glidepath",
+        "v1:password": "not-the-password",
+        "v1:not_a_key": bad_input.PUBLIC_KEY,
+    }
+
+    def decrypted(value: Any) -> Any:
+        if isinstance(value, dict):
+            if set(value) == {"secure"}:
+                return plain[value["secure"]]
+            return {key: decrypted(item) for key, item in value.items()}
+        return [decrypted(item) for item in value] if isinstance(value, list) else value
+
+    def holds_a_secret(value: Any) -> bool:
+        if isinstance(value, dict):
+            return set(value) == {"secure"} or any(map(holds_a_secret, value.values()))
+        return isinstance(value, list) and any(map(holds_a_secret, value))
+
+    given = json.loads(json.dumps(config, sort_keys=True))
+    raw = {key: decrypted(given.get(f"glidepath:{key}")) for key in KEYS}
+    return raw, {key for key in KEYS if holds_a_secret(given.get(f"glidepath:{key}"))}
+
+
+def test_the_bad_input_control_stack_parses() -> None:
+    workspace = _bad_input_workspace()
+    raw, secrets = _as_the_program_reads_it(workspace, workspace.good_config())
+    assert secrets == {"ssh"}
+    assert sorted(parse_config(raw, secrets).hosts) == ["new", "old", "spare"]
+
+
+@pytest.mark.parametrize(("field", "edits"), bad_input.CASES)
+def test_each_bad_input_case_names_its_field(field: str, edits: list[Any]) -> None:
+    workspace = _bad_input_workspace()
+    config = bad_input._resolve(workspace, bad_input._edited(workspace.good_config(), edits))
+    with pytest.raises(ConfigError) as raised:
+        parse_config(*_as_the_program_reads_it(workspace, config))
+    message = str(raised.value)
+    assert f"{field}:" in message, message
+    assert bad_input._key_material(workspace.host)[100:160] not in message
+    assert "not-the-password" not in message
+
+
+def test_several_mistakes_are_told_at_once() -> None:
+    raw = _with(GOOD, ["vms", "blog", "memory_mib"], 64)
+    raw["hosts"]["new"]["address"] = "198.18.1.2"
+    raw["networks"]["net0"]["mtu"] = 1400
+    assert _problems(raw) == [
+        "glidepath:networks.net0: unknown fields ['mtu'] (known: cutover, mark, prefix, "
+        "rule_priority, table, upstream)",
+        "glidepath:vms.blog.memory_mib: must be an integer from 96 to 4194304, got 64",
+        "glidepath:hosts.new.address: 198.18.1.2 is also host old's",
+    ]
+
+
+def test_null_is_an_empty_mapping_or_list_as_before() -> None:
+    raw = copy.deepcopy(GOOD)
+    raw["vms"]["blog"].update(boot=None, migration=None, disks=None)
+    raw["networks"]["net0"]["table"] = None
+    raw["links"] = None
+    config = parse_config(raw)
+    assert (config.vms["blog"].boot, config.vms["blog"].disks, config.links) == ({}, [], [])
+    assert config.networks["net0"].table_name == "vm-out"
+    assert _problems(_with(GOOD, ["networks", "net0", "cutover"], None)) == [
+        "glidepath:networks.net0.cutover.kind: is missing"
+    ]
+    assert _problems(_with(GOOD, ["hosts"], None))[0] == (
+        "glidepath:hosts: at least one host is required"
+    )
+
+
+def test_only_secrets_may_be_secure_entries() -> None:
+    raw = _with(WITH_SSH, ["ssh", "known_hosts_path"], None)
+    raw["ssh"]["known_hosts"] = {"secure": "v1:abc"}
+    assert _problems(raw) == ["glidepath:ssh.known_hosts: must be text"]
+
+
+def test_the_config_is_what_the_components_read() -> None:
+    config = parse_config(_with(GOOD, ["hosts", "old", "port"], 2222.0))
+    assert config.hosts["old"].endpoint() == {
+        "name": "old",
+        "address": "198.18.1.2",
+        "port": 2222,
+        "user": "root",
+    }
+    network = config.networks["net0"]
+    assert (network.name, network.table_id, network.tunnel_route_metric) == ("net0", 201, 100)
+    # The Upstream's `cutover` input: what the stack gives, no defaults added.
+    assert network.cutover.settings == {"router": {"name": "core", "address": "198.18.0.2"}}
+    assert network.cutover.first_packet_timeout_s == 60
+    assert config.vms_of("net0") == [config.vms["blog"]]
+    assert config.link_between("new", "old") is config.links[0]

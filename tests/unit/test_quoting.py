@@ -199,7 +199,7 @@ def test_the_stack_config_takes_no_name_a_shell_would_read(field: str, value: st
         vm.name,
         vm.vif,
         *(d.path for d in vm.disks),
-        *vm.boot.values(),
+        *(str(value) for value in vm.boot.values()),
         *config.hosts,
         *(h.uplink for h in config.hosts.values()),
     ]

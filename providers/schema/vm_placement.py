@@ -1,0 +1,117 @@
+"""VmPlacement's inputs: a VM (its domain, disks and how it migrates), the host it runs
+on and the fleet it may move within. The stack's `glidepath:vms` entries are the same VM."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, ConfigDict, Field, model_validator, with_config
+from typing_extensions import TypedDict
+
+from providers import validate
+from providers.schema.fields import (
+    AbsolutePath,
+    Address,
+    Between,
+    Boolean,
+    Model,
+    ResourceArgs,
+    VmName,
+    at,
+    checked,
+)
+from providers.schema.host import Endpoint
+from providers.validate import Invalid
+
+#: Below 96 MiB QEMU and a stock kernel do not boot.
+Memory = Annotated[int, Between(96, 1 << 22)]
+DEFAULT_MEMORY_MIB = 128
+DEFAULT_VCPUS = 1
+#: "kvm" where /dev/kvm runs the guest, "qemu" for TCG (emulated).
+DomainType = Literal["kvm", "qemu"]
+DEFAULT_DOMAIN_TYPE: DomainType = "kvm"
+
+
+def _vif(value: Any) -> str:
+    vif = validate.interface_name(value)
+    if not vif.startswith("vif"):
+        # The egress mark matches `-i vif+`: another tap name would leave the VM unmarked.
+        raise Invalid(f"{vif!r} must start with 'vif' (the egress mark matches vif+)")
+    return vif
+
+
+def _cmdline(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > 1024 or "\n" in value or "\r" in value:
+        raise Invalid("must be one line of at most 1024 characters")
+    return value
+
+
+class Disk(Model):
+    """A raw disk image; it sits at the same path on every host the VM runs on."""
+
+    path: AbsolutePath
+    size_mib: Annotated[int, Between(1, 1 << 24)]
+
+
+def _paths_differ(disks: list[Disk]) -> list[Disk]:
+    seen: dict[str, int] = {}
+    for index, disk in enumerate(disks):
+        if disk.path in seen:
+            raise at((f"[{index}].path", f"{disk.path} is also disks[{seen[disk.path]}]'s"))
+        seen[disk.path] = index
+    return disks
+
+
+class Migration(Model):
+    """How a move runs: libvirt's live migration with the disks."""
+
+    max_downtime_ms: Annotated[int, Between(1, 60_000)] = 100
+    """The pause it aims for; raised in steps if the copy does not converge."""
+    bandwidth_mib_s: Annotated[int, Between(0, 1 << 20)] = 0
+    """0: no limit."""
+    auto_converge: Boolean = True
+    """Let QEMU slow a guest that dirties memory faster than it is copied."""
+    timeout_s: Annotated[int, Between(1, 86_400)] = 600
+    """The move is aborted after this long, the VM left running on its source."""
+
+
+@with_config(ConfigDict(extra="forbid"))
+class Boot(TypedDict, total=False):
+    """Direct kernel boot (otherwise the first disk boots)."""
+
+    kernel: AbsolutePath
+    initrd: AbsolutePath
+    cmdline: Annotated[str, checked(_cmdline)]
+
+
+class VmSpec(Model):
+    """A VM wherever it runs."""
+
+    ip: Address
+    """Its address, routed to its tap as a /32."""
+    vif: Annotated[str, checked(_vif)]
+    """Its tap on whichever host it runs: unique in the fleet."""
+    memory_mib: Memory = DEFAULT_MEMORY_MIB
+    disks: Annotated[list[Disk], AfterValidator(_paths_differ)] = Field(default_factory=list)
+    migration: Migration = Migration()
+    domain_type: DomainType = DEFAULT_DOMAIN_TYPE
+    boot: Boot = Field(default_factory=lambda: Boot())
+    delete_disks: Boolean = False
+    """Delete its disks when it is removed from the stack (kept by default)."""
+
+
+class VmPlacementArgs(VmSpec, ResourceArgs):
+    name: VmName
+    host: Endpoint
+    """Where it runs: changing it live-migrates the VM."""
+    fleet: dict[str, Endpoint]
+    """Every host of the stack, where it may be found."""
+    vcpus: Annotated[int, Between(1, 256)] = DEFAULT_VCPUS
+    cutover_router: Endpoint | None = None
+    """Where the network's cutover switches after a move (lab-router), opened while copying."""
+
+    @model_validator(mode="after")
+    def _on_a_host_of_the_fleet(self) -> VmPlacementArgs:
+        if self.host.name not in self.fleet:
+            raise at(("host", f"{self.host.name!r} is not one of the stack's hosts"))
+        return self
