@@ -59,12 +59,10 @@ def key_values(pairs: dict[str, float | int | str]) -> str:
     return " ".join(f"{k}={fmt(v)}" for k, v in pairs.items())
 
 
-def pulumi_cli(
-    stack: str, *args: str, first: bool = False
-) -> tuple[float, list[tuple[float, str]]]:
+def pulumi_cli(stack: str, *args: str) -> tuple[float, list[tuple[float, str]]]:
     """Run the pulumi CLI on `stack` as a user (or a pipeline) does: non-interactive, no
     stdin. Returns its wall time and its output lines stamped with time.time(); exits
-    with the output's tail if it fails. `first`: this is the stack's first `up`. (The
+    with the output's tail if it fails. (The
     Automation API would add CLI calls of its own, for outputs and history, to the time.)"""
     from engine import PROJECT_ROOT, engine_env
 
@@ -81,11 +79,6 @@ def pulumi_cli(
     assert process.stdout is not None
     lines = [(time.time(), line) for line in process.stdout]
     if process.wait() != 0:
-        text = "".join(line for _, line in lines)
-        # Known bug (README, Engine notes): a brand-new stack's first `up` can race its
-        # own StackReference ("failed to load checkpoint"); nothing reached a host.
-        if args[0] == "up" and first and "failed to load checkpoint" in text:
-            return pulumi_cli(stack, *args, first=False)
         # The errors (under Diagnostics) and the tail: the tail alone is the outputs table.
         errors = "".join(line for _, line in lines if "error" in line.lower())
         tail = "".join(line for _, line in lines[-30:])

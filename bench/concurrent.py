@@ -72,10 +72,10 @@ def wait_answers(ips: list[str], seconds: float = 120) -> None:
         raise SystemExit(f"bench: {', '.join(waiting)} do not answer after {seconds:.0f} s")
 
 
-def up(stack: GeneratedStack, first: bool = False) -> tuple[float, float | None]:
+def up(stack: GeneratedStack) -> tuple[float, float | None]:
     """One CLI `pulumi up`: its time, and the time.time() of the cutover's switch."""
     try:
-        seconds, lines = pulumi_cli(stack.stack.name, "up", "--yes", "--skip-preview", first=first)
+        seconds, lines = pulumi_cli(stack.stack.name, "up", "--yes", "--skip-preview")
     except SystemExit:
         # A VM that stopped answering may be the TCG guest's own failure: its console says.
         say(guest.console_tails(list(stack.vms()), lab_hosts()))
@@ -175,7 +175,7 @@ def main() -> int:
         with generated_stack(f"bench-concurrent-{count}", vms) as stack:
             stack.echo = False
             say(f"bench: {count} VMs on old")
-            up(stack, first=True)
+            up(stack)
             wait_answers([vm["ip"] for vm in vms.values()])
             ways.append(move(stack, count, "together"))
             back_to_old(stack)

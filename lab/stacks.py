@@ -34,7 +34,6 @@ class LabStack:
         self.steps: list[tuple[str, str, str]] = []  # (op, type, urn) of the last run
         self.refreshing = False
         self.before_first_up: dict[str, dict[str, str]] = {}
-        self.ups = 0
         self.echo = True  # print the engine's output as it comes
 
     def _event(self, event: auto.EngineEvent) -> None:
@@ -48,13 +47,8 @@ class LabStack:
             self.steps.append((str(meta.op.value), meta.type, meta.urn))
 
     def changes(self) -> list[tuple[str, str, str]]:
-        """The last run's steps that change something. The self StackReference
-        (components/previous.py) is re-read on every run and is no change of ours."""
-        return [
-            step
-            for step in self.steps
-            if step[0] not in ("same", "read") and step[1] != "pulumi:pulumi:StackReference"
-        ]
+        """The last run's steps that change something."""
+        return [step for step in self.steps if step[0] not in ("same", "read")]
 
     def _sink(self, line: str) -> None:
         self.output.append(line)
@@ -161,19 +155,8 @@ class GeneratedStack(LabStack):
         return [d["path"] for vm in self.vms().values() for d in vm.get("disks", [])]
 
     def up(self) -> auto.UpResult:
-        # Known bug (README, Engine notes): a brand-new stack's self StackReference
-        # (components/previous.py) can race the engine writing the stack's first
-        # checkpoint ("failed to load checkpoint: EOF"); nothing reached a host then.
-        # Only the first `up` of a stack gets one more try.
-        first = self.ups == 0
-        self.ups += 1
         try:
-            try:
-                return super().up()
-            except auto.CommandError as err:
-                if not first or "failed to load checkpoint" not in str(err):
-                    raise
-                return super().up()
+            return super().up()
         except auto.CommandError:
             # A VM that stopped answering may be the lab guest's own failure: keep its
             # console in the report. Reading files only: no call that a fault under test
