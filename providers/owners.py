@@ -21,9 +21,14 @@ _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
 
 def parse_owner(value: object) -> str:
     """`<project>.<stack>`: a plain file name (Pulumi's stack names are [A-Za-z0-9_.-])."""
-    if not isinstance(value, str) or not _NAME.fullmatch(value) or ".." in value:
+    if not isinstance(value, str) or not is_owner(value):
         raise validate.Invalid(f"{value!r} is not an owner name (project.stack)")
     return value
+
+
+def is_owner(name: str) -> bool:
+    """True for a name `parse_owner` accepts (files on a host may be called anything)."""
+    return bool(_NAME.fullmatch(name)) and ".." not in name
 
 
 def _artifact_dir(artifact: str) -> str:
@@ -55,8 +60,16 @@ def plan_claim(artifact: str, owner: str, owners: set[str]) -> Plan:
 def plan_release(artifact: str, owner: str, owners: set[str]) -> Plan:
     if owner not in owners:
         return Plan.nothing(f"{owner} does not hold {artifact}")
-    path = f"{_artifact_dir(artifact)}/{parse_owner(owner)}"
-    return Plan.run(["rm", "-f", "--", path], reason=f"{owner} lets go of {artifact}")
+    directory = _artifact_dir(artifact)
+    path = f"{directory}/{parse_owner(owner)}"
+    if owners - {owner}:
+        return Plan.run(["rm", "-f", "--", path], reason=f"{owner} lets go of {artifact}")
+    # The last one: its empty directory goes too (unless something else appeared there).
+    return Plan.run(
+        ["rm", "-f", "--", path],
+        ["rmdir", "--ignore-fail-on-non-empty", "--", directory],
+        reason=f"{owner}, the last holder, lets go of {artifact}",
+    )
 
 
 def others(owner: str, owners: set[str]) -> list[str]:

@@ -35,6 +35,12 @@ def test_claim_and_release_touch_only_the_owners_own_file() -> None:
     assert release.commands == (("rm", "-f", "--", mine),)
     assert not owners.plan_release("vif-route", "glidepath.lab", held)
     assert owners.others("glidepath.lab", held | {"glidepath.lab"}) == ["glidepath.bench"]
+    # The last one takes the empty directory along, never a directory that is not empty.
+    last = owners.plan_release("vif-route", "glidepath.lab", {"glidepath.lab"})
+    assert last.commands == (
+        ("rm", "-f", "--", mine),
+        ("rmdir", "--ignore-fail-on-non-empty", "--", "/var/lib/glidepath/owners/vif-route"),
+    )
 
 
 @pytest.mark.parametrize("name", ["", "../etc", "a/b", "a b", "-x", "$(reboot)", "a..b"])
