@@ -105,7 +105,7 @@ class SysctlProvider(HostProvider[_Found]):
             found.current,
         )
         if owners.others(props["owner"], found.held_by):
-            print(f"{session.endpoint.name}: {plan.reason}")  # the engine relays it
+            print(f"{session.endpoint.name}: {plan.reason}", flush=True)  # the engine relays it
         apply(session, plan)
 
 

@@ -212,7 +212,7 @@ class VifRouteScriptProvider(HostProvider[_Found]):
             props.get("previous_mode"),
             legacy,
         )
-        print(f"{session.endpoint.name}: {plan.reason}")  # the engine relays it
+        print(f"{session.endpoint.name}: {plan.reason}", flush=True)  # the engine relays it
         apply(session, plan)
 
 
