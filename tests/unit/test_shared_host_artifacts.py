@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from providers import base, owners, transport
+from providers import owners, transport
 from providers.plans import PlanError
 from providers.plans import sysctl as sysctl_plans
 from providers.plans import vif_route_script as plans
@@ -32,6 +32,7 @@ from providers.transport import (
     quote_argv,
 )
 from providers.vif_route_script import VifRouteScriptProvider, sha256
+from tests.support.steps import StepLog
 
 pytestmark = [pytest.mark.unit]
 
@@ -92,17 +93,9 @@ def host(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> LocalHost:
     return local
 
 
-class Steps:
-    """What providers ran since `mark()` (providers.base.applied_log), as short words."""
-
-    def __init__(self) -> None:
-        self.start = len(base.applied_log)
-
-    def mark(self) -> None:
-        self.start = len(base.applied_log)
-
-    def __call__(self) -> list[tuple[str, ...]]:
-        return [step for _, step in base.applied_log[self.start :]]
+def _ran(log: StepLog) -> list[tuple[str, ...]]:
+    """The steps run since `log.mark()`, without the host (there is one)."""
+    return [step for _, step in log.steps]
 
 
 # --- the vif-route script -------------------------------------------------------------
@@ -168,9 +161,9 @@ def test_two_owners_share_the_script_and_the_last_puts_back_the_hosts_own(
     script: Script, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _write(script.path, HOSTS_OWN, 0o750)
-    steps = Steps()
+    steps = StepLog()
     lab = script.create(LAB, {"vif4": "203.0.113.6"})
-    assert steps() == [
+    assert _ran(steps) == [
         ("write", str(script.saved)),
         ("write", str(script.fragments / LAB)),
         ("write", str(script.path)),
@@ -183,14 +176,14 @@ def test_two_owners_share_the_script_and_the_last_puts_back_the_hosts_own(
 
     steps.mark()
     bench = script.create(BENCH, {"vif5": "203.0.113.7"})
-    assert steps() == [("write", str(script.fragments / BENCH))]  # its own file, nothing else
+    assert _ran(steps) == [("write", str(script.fragments / BENCH))]  # its own file, nothing else
     assert script.own_file(BENCH) == "vif5 203.0.113.7\n"
     assert script.read(lab) == lab and script.read(bench) == bench  # no drift either way
 
     steps.mark()
     capsys.readouterr()
     script.delete(bench)
-    assert steps() == [("rm", "-f", "--", str(script.fragments / BENCH))]
+    assert _ran(steps) == [("rm", "-f", "--", str(script.fragments / BENCH))]
     assert f"{script.path} left for {LAB}" in capsys.readouterr().out
     assert script.files() == {
         "vif-route": ("0755", plans.render(str(script.path))),
@@ -204,7 +197,7 @@ def test_two_owners_share_the_script_and_the_last_puts_back_the_hosts_own(
     assert not script.fragments.exists()
     steps.mark()
     script.delete(lab)  # again: nothing of ours is left, the host's own stays
-    assert steps() == []
+    assert _ran(steps) == []
     assert script.files() == {"vif-route": ("0750", HOSTS_OWN)}
 
 
@@ -235,10 +228,10 @@ def test_a_vif_or_address_of_another_owner_fails_before_anything_is_written(
     _write(script.path, HOSTS_OWN, 0o755)
     script.create(LAB, {"vif4": "203.0.113.6"})
     before = script.files()
-    steps = Steps()
+    steps = StepLog()
     with pytest.raises(PlanError, match=named):
         script.create(TEAM, {"vif0": "203.0.113.2", **routes})
-    assert steps() == [] and script.files() == before
+    assert _ran(steps) == [] and script.files() == before
 
 
 def test_an_update_that_takes_another_owners_vif_fails_and_changes_nothing(
@@ -263,9 +256,9 @@ def test_drift_of_the_own_file_or_the_script_is_seen_and_repaired(script: Script
     read = script.read(lab)
     assert read is not None and read["routes"] == {"vif4": "203.0.113.6", "vif9": "203.0.113.9"}
     assert provider.diff("id", read, wanted).changes
-    steps = Steps()
+    steps = StepLog()
     provider.update("id", read, wanted)
-    assert steps() == [("write", str(script.fragments / LAB))]
+    assert _ran(steps) == [("write", str(script.fragments / LAB))]
 
     (script.fragments / BENCH).write_text("vif5 203.0.113.8\n")  # another stack's file
     assert script.read(lab) == lab  # is not this stack's drift
@@ -279,7 +272,7 @@ def test_drift_of_the_own_file_or_the_script_is_seen_and_repaired(script: Script
     assert read is not None and read["sha256"] is None
     steps.mark()
     provider.update("id", read, wanted)
-    assert steps() == [("write", str(script.path))]
+    assert _ran(steps) == [("write", str(script.path))]
     assert script.read(lab) == lab
 
 
@@ -298,9 +291,9 @@ def test_a_script_changed_by_hand_is_left_in_place_by_the_last_owner(
 
 def test_a_new_owner_name_moves_the_own_file(script: Script) -> None:
     old = script.create("glidepath.lab-old", {"vif4": "203.0.113.6"})
-    steps = Steps()
+    steps = StepLog()
     script.provider().update("id", old, script.inputs(LAB, {"vif4": "203.0.113.6"}))
-    assert steps() == [
+    assert _ran(steps) == [
         ("write", str(script.fragments / LAB)),
         ("rm", "-f", "--", str(script.fragments / "glidepath.lab-old")),
     ]
