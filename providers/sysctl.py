@@ -60,7 +60,8 @@ class SysctlProvider(HostProvider[_Found]):
     def plan(self, props: dict[str, Any], found: _Found, olds: dict[str, Any] | None) -> Plans:
         key, owner = props["key"], props["owner"]
         setting = plans.plan_set(key, props["value"], found.current)  # fails before writing
-        yield plans.plan_save(key, found.current, found.held_by, found.saved)
+        previous = olds.get("previous") if olds else None
+        yield plans.plan_save(key, found.current, found.held_by, found.saved, previous)
         yield owners.plan_claim(plans.artifact(key), owner, found.held_by)
         renamed = olds.get("owner") if olds else None
         if renamed not in (None, owner):

@@ -40,18 +40,26 @@ def plan_set(key: str, desired: str, current: str | None) -> Plan:
     )
 
 
-def plan_save(key: str, current: str | None, held_by: Collection[str], saved: str | None) -> Plan:
+def plan_save(
+    key: str,
+    current: str | None,
+    held_by: Collection[str],
+    saved: str | None,
+    previous: str | None = None,
+) -> Plan:
     """The first owner keeps the value it finds (the one from before glidepath) on the
     host, for whichever owner goes last. `held_by`: the owners now; `saved`: the value
-    kept already, if any."""
+    kept already, if any; `previous`: on update, what this resource found before it first
+    set the key (a state from before the owner files: the value now is its own)."""
     if saved is not None:
         return Plan.nothing(f"sysctl {key} was {saved} before glidepath (kept)")
     if held_by:
         return Plan.nothing(f"sysctl {key} is held by {', '.join(sorted(held_by))} already")
-    if current is None:
+    before = previous if previous is not None else current
+    if before is None:
         return Plan.nothing(f"sysctl {key} does not exist: no value to keep")
     return Plan.write(
-        FileWrite(saved_path(key), f"{current}\n"), reason=f"keep {key}={current} from before"
+        FileWrite(saved_path(key), f"{before}\n"), reason=f"keep {key}={before} from before"
     )
 
 

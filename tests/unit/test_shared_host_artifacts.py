@@ -421,3 +421,17 @@ def test_a_new_owner_name_moves_the_hold(host: LocalHost) -> None:
     assert provider.diff("id", old, news).changes and not provider.diff("id", old, news).replaces
     provider.update("id", old, news)
     assert _held(host) == {"value": "1", "owners": [LAB], "kept": "0\n"}
+
+
+def test_a_sysctl_state_from_before_the_owners_keeps_its_previous_at_its_first_update(
+    host: LocalHost,
+) -> None:
+    host.sysctls[KEY] = "1"  # set by this stack before owners existed
+    provider, news = _sysctl(LAB)
+    olds = {"host": HOST, "key": KEY, "value": "1", "previous": "0", "actual": "1"}
+    assert provider.diff("id", olds, news).changes  # the owner is new: an update
+    outs = provider.update("id", olds, news).outs
+    assert outs is not None and outs["previous"] == "0"
+    assert _held(host) == {"value": "1", "owners": [LAB], "kept": "0\n"}
+    _delete(dict(outs))
+    assert _held(host) == {"value": "0", "owners": None, "kept": None}
