@@ -2,7 +2,9 @@
 
 First the one-shot bootstrap (packages, `PermitTunnel yes`, directories), a
 `pulumi_command.remote.Command`: it runs once, and again only if its command changes.
-Then glidepath's own resources, which diff and read back what they own.
+Then glidepath's own resources, which diff and read back what they own. The sysctls and
+the vif-route script are shared with any other stack on the host: each resource holds
+them as this stack (`<project>.<stack>`), and they outlast it while another holds them.
 """
 
 from __future__ import annotations
@@ -65,8 +67,17 @@ class HypervisorHost(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         child = pulumi.ResourceOptions(parent=self, depends_on=[self.bootstrap])
+        # Other stacks may share the host and these artifacts: each holds them as itself.
+        owner = f"{pulumi.get_project()}.{pulumi.get_stack()}"
         self.sysctls = [
-            Sysctl(f"{host.name}-{key}", host=host.endpoint(), key=key, value=value, opts=child)
+            Sysctl(
+                f"{host.name}-{key}",
+                host=host.endpoint(),
+                key=key,
+                value=value,
+                owner=owner,
+                opts=child,
+            )
             for key, value in FORWARDING_SYSCTLS.items()
         ]
         # Every vif of the fleet: any VM may arrive on any host.
@@ -74,6 +85,7 @@ class HypervisorHost(pulumi.ComponentResource):
             f"{host.name}-vif-route",
             host=host.endpoint(),
             routes={vm.vif: vm.ip for vm in config.vms.values()},
+            owner=owner,
             opts=child,
         )
         self.ready: list[pulumi.Resource] = [self.bootstrap, *self.sysctls, self.vif_script]

@@ -339,7 +339,9 @@ class HandMigration:
 
 def ensure_vif_route_script(host: str) -> None:
     """Put the lab's vif-route script back where a test or a stack removed it (the hand
-    procedure needs it; glidepath's VifRouteScript restores only what it found)."""
+    procedure needs it). glidepath's last owner on a host restores the one it found (kept
+    at `<script>.before-glidepath`); a script removed by hand, or one no stack found, is
+    not."""
     from lab import config
 
     path = t.hypervisor(host).state_dir / "etc-libvirt" / "scripts" / "vif-route"

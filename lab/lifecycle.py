@@ -117,6 +117,15 @@ def _mounted_paths() -> set[str]:
     return out
 
 
+def _mounts_of(pid: int) -> set[str]:
+    """Mount points as process `pid` sees them (in its mount namespace)."""
+    try:
+        with open(f"/proc/{pid}/mountinfo") as f:
+            return {line.split()[4].replace("\\040", " ") for line in f if len(line.split()) > 4}
+    except OSError:
+        return set()
+
+
 def _link_exists(name: str, netns: str | None = None) -> bool:
     argv = ["ip", "link", "show", "dev", name]
     if netns:
@@ -259,8 +268,13 @@ def _health(state: State) -> list[str]:
         for p in (h.mnt_ns, h.uts_ns):
             if str(p) not in mounts:
                 bad.append(f"{p} not mounted")
-        if not _pid_alive(h.sshd_pidfile):
+        sshd = _pid_alive(h.sshd_pidfile)
+        if not sshd:
             bad.append(f"sshd on {name} not running")
+        else:
+            # A lab brought up before a bind was added shares that path between hosts.
+            inside = _mounts_of(sshd)
+            bad += [f"{path} not bound on {name}" for path, _ in t.HOST_BINDS if path not in inside]
         if not _pid_alive(h.libvirtd_pidfile):
             bad.append(f"libvirtd on {name} not running")
     if not _pid_alive(t.CORE_SSHD_PIDFILE):

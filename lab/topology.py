@@ -174,6 +174,8 @@ HOST_BINDS: tuple[tuple[str, str], ...] = (
     ("/root/.ssh", "root-ssh"),
     ("/etc/hosts", "hosts"),
     ("/etc/iproute2/rt_tables", "rt_tables"),
+    # glidepath's own state on a host (which stacks hold a shared artifact: owners.py).
+    ("/var/lib/glidepath", "var-lib-glidepath"),
 )
 #: The machine's root bashrc, which bash reads for every command sshd runs: masked on lab
 #: hosts (config.LAB_BASHRC).

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import posixpath
 import secrets
 import shlex
 import socket
@@ -358,7 +359,10 @@ class SshSession:
         """
         # A name of its own per write: two writers never share a temporary file (the lab's
         # hosts share /etc/iproute2, and two networks may rewrite one host's rt_tables).
-        temporary = f"{path}.glidepath-{secrets.token_hex(6)}"
+        # Hidden (a leading '.'): whatever reads the directory's files by `*` (the
+        # vif-route script reading each stack's file of routes) never sees a half one.
+        directory, name = posixpath.split(path)
+        temporary = posixpath.join(directory, f".{name}.glidepath-{secrets.token_hex(6)}")
         self.run(["install", "-D", "-m", mode, "/dev/stdin", temporary], stdin=content)
         moved = self.run(["mv", "-f", "--", temporary, path], check=False)
         if moved.ok:

@@ -1,13 +1,23 @@
-"""VifRouteScript: the blog's /etc/libvirt/scripts/vif-route on a host, generated from the
-stack's VMs (vif name -> VM address), so that whichever host a VM runs on, libvirt's
-script routes its /32 to its tap, enables proxy_arp and sets proxy_delay 0.
+"""VifRouteScript: the blog's /etc/libvirt/scripts/vif-route on a host, shared by every
+stack with VMs there, so that whichever host a VM runs on, libvirt's script routes its /32
+to its tap, enables proxy_arp and sets proxy_delay 0.
 
-Identity is (host, path); a change of the routes is an update (the file is rewritten in
-place, atomically). A replace writes the new file before removing the old one: they are
-different files, and a host should never be left without the script libvirt calls.
+The script is the same for every stack (`plans.render`). Each resource owns one file,
+`<path>.d/<owner>` (its stack, `<project>.<stack>`: `vif address` per VM of the stack),
+which the script reads when libvirt runs it; the script itself is held by the set of
+those files. Create and update refuse, before writing anything, a vif or an address that
+another owner's file routes. Delete removes the resource's own file; the last owner also
+removes the script, or puts back the one that was there before glidepath (the first
+owner to replace it saved it at `<path>.before-glidepath`). A script changed by hand is
+left in place.
 
-`sha256` and `mode` are derived: check sets what the file must be, read reports what it
-is, so a hand edit or a lost exec bit shows as drift and `up` rewrites the file.
+Identity is (host, path); a change of the routes or of the owner is an update (only the
+owner's own file is rewritten). A replace writes at the new path before removing the old
+one: a host should never be left without the script libvirt calls.
+
+`sha256` and `mode` (the script) and `fragment_sha256` (the owner's file) are derived:
+check sets what they must be, read reports what they are, so a hand edit, a lost exec bit
+or an edited or removed file of the owner shows as drift and `up` rewrites it.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ from typing import Any, NamedTuple
 import pulumi
 from pulumi.dynamic import Resource
 
-from providers import validate
+from providers import owners, validate
 from providers.base import Converged, HostProvider, Plans, apply
 from providers.facts import vif_route_script as facts
 from providers.plans import PlanError
@@ -28,6 +38,8 @@ from providers.plans import vif_route_script as plans
 from providers.transport import SshSession
 
 DEFAULT_PATH = "/etc/libvirt/scripts/vif-route"
+#: The owner of direct provider calls that name none (a stack passes its own).
+DEFAULT_OWNER = "glidepath"
 
 
 def sha256(text: str) -> str:
@@ -48,15 +60,15 @@ def parse_routes(value: Any) -> dict[str, str]:
     if not isinstance(value, Mapping):
         raise validate.Invalid(f"must be a mapping of vif name to VM address, got {value!r}")
     routes: dict[str, str] = {}
-    owner: dict[str, str] = {}
+    vif_of: dict[str, str] = {}
     for vif in sorted(value, key=str):
         name = validate.interface_name(vif)  # no wildcard: one tap, one VM
         address = validate.address(value[vif])
         if ipaddress.ip_address(address).version != 4:
             raise validate.Invalid(f"{vif}: {address} is IPv6; the script routes IPv4 (/32)")
-        if address in owner:
-            raise validate.Invalid(f"{owner[address]} and {vif} both route {address}")
-        owner[address] = name
+        if address in vif_of:
+            raise validate.Invalid(f"{vif_of[address]} and {vif} both route {address}")
+        vif_of[address] = name
         routes[name] = address
     return routes
 
@@ -72,8 +84,10 @@ def _mode(stat_mode: str) -> str:
 
 
 class _Found(NamedTuple):
-    stat: dict[str, facts.Stat]  # the script and its directory, those that exist
+    # The script's directory, the script and the one saved beside it, those that exist.
+    stat: dict[str, facts.Stat]
     content: str | None  # the script, if it is a regular file
+    fragments: dict[str, str]  # owner -> its file in <path>.d/
 
     def mode(self, path: str) -> str | None:
         """The file's mode as `0755`, or None when it does not exist."""
@@ -85,68 +99,81 @@ class VifRouteScriptProvider(HostProvider[_Found]):
 
     def check_inputs(self, checker: validate.Checker) -> None:
         path = checker.field("path", parse_path, default=DEFAULT_PATH)
+        checker.field("owner", owners.parse_owner, default=DEFAULT_OWNER)
+        if path is not None:
+            # Derived, not given: what the files must hold, compared with what read finds.
+            checker.inputs["sha256"] = sha256(plans.render(path))
+            checker.inputs["mode"] = plans.MODE
         raw_routes = checker.news.get("routes")
         if _has_unknown(raw_routes):
             return  # a VM's address known only at `up`: checked then
         routes = checker.field("routes", parse_routes)
-        if path is not None and routes is not None:
-            # Derived, not given: what the file must hold, compared with what read finds.
-            checker.inputs["sha256"] = sha256(plans.render(path, routes))
-            checker.inputs["mode"] = plans.MODE
+        if routes is not None:
+            checker.inputs["fragment_sha256"] = sha256(plans.render_fragment(routes))
 
     def diffed_fields(self, news: dict[str, Any]) -> list[str]:
-        return ["host", "path", "routes", "sha256", "mode"]
+        return ["host", "path", "routes", "owner", "sha256", "mode", "fragment_sha256"]
 
     def delete_before_replace(self) -> bool:
         return False  # a new path or host is another file: write it first
 
     def facts(self, session: SshSession, props: dict[str, Any]) -> _Found:
         path = props["path"]
-        directory = plans.directory_of(path)
-        found = facts.process_stat(session.run(facts.stat_command(directory, path), check=False))
-        stat = found.get(path)
-        is_file = stat is not None and stat["kind"].startswith("regular")
-        return _Found(found, session.read_file(path) if is_file else None)
+        stat = facts.process_stat(
+            session.run(
+                facts.stat_command(plans.directory_of(path), path, plans.saved_path(path)),
+                check=False,
+            )
+        )
+        is_file = path in stat and stat[path]["kind"].startswith("regular")
+        fragments = facts.process_fragments(
+            session.run(facts.fragments_command(plans.fragments_dir(path)), check=False)
+        )
+        return _Found(stat, session.read_file(path) if is_file else None, fragments)
 
     def plan(self, props: dict[str, Any], found: _Found, olds: dict[str, Any] | None) -> Plans:
-        path = props["path"]
+        path, owner, routes = props["path"], props["owner"], props["routes"]
+        renamed = olds["owner"] if olds and olds.get("owner") not in (None, owner) else None
+        routed = {name: facts.parse_fragment(text) for name, text in found.fragments.items()}
+        # Before anything is written: a vif or address of ours in another stack's file.
+        yield plans.plan_conflicts(path, owner, routes, routed, renamed)
         directory = plans.directory_of(path)
         directory_stat = found.stat.get(directory)
         yield plans.plan_directory(directory, directory_stat and directory_stat["kind"])
         stat = found.stat.get(path)
-        yield plans.plan_write(
+        legacy = olds or {}  # a state from before the owners' files: what to save from it
+        yield plans.plan_save(
             path,
-            props["routes"],
             found.content,
-            stat["mode"] if stat else None,
-            stat["kind"] if stat else None,
+            stat and stat["mode"],
+            plans.saved_path(path) in found.stat,
+            legacy.get("previous"),
+            legacy.get("previous_mode"),
         )
+        # The own file first: a tap created meanwhile finds its route in either script.
+        yield plans.plan_fragment(path, owner, routes, found.fragments.get(owner))
+        yield plans.plan_write(path, found.content, stat and stat["mode"], stat and stat["kind"])
+        if renamed is not None:
+            yield plans.plan_drop_fragment(path, renamed, found.fragments)
 
     def verify(self, props: dict[str, Any], found: _Found) -> str | None:
-        path = props["path"]
+        path, owner = props["path"], props["owner"]
         mode = found.mode(path)
-        if found.content == plans.render(path, props["routes"]) and mode == plans.MODE:
-            return None
-        return f"{path} does not hold the generated script after writing it (mode {mode})"
+        if found.content != plans.render(path) or mode != plans.MODE:
+            return f"{path} does not hold glidepath's script after writing it (mode {mode})"
+        if found.fragments.get(owner) != plans.render_fragment(props["routes"]):
+            return f"{plans.fragment_path(path, owner)} does not hold {owner}'s routes"
+        return None
 
     def outputs(self, done: Converged[_Found]) -> dict[str, Any]:
         path, routes = done.props["path"], done.props["routes"]
-        desired = plans.render(path, routes)
-        outs = {
+        return {
             **done.props,
             "routes": dict(routes),
-            "sha256": sha256(desired),
+            "sha256": sha256(plans.render(path)),
             "mode": done.after.mode(path),
+            "fragment_sha256": sha256(plans.render_fragment(routes)),
         }
-        if done.olds is not None:
-            outs["previous"] = done.olds.get("previous")
-            outs["previous_mode"] = done.olds.get("previous_mode")
-            return outs
-        # What was there before us comes back on delete (destroy leaves the host as it was).
-        previous = done.before.content
-        outs["previous"] = previous if previous != desired else None
-        outs["previous_mode"] = done.before.mode(path) if outs["previous"] else None
-        return outs
 
     def resource_id(self, outputs: dict[str, Any]) -> str:
         return f"{outputs['host']['name']}:{outputs['path']}"
@@ -154,34 +181,48 @@ class VifRouteScriptProvider(HostProvider[_Found]):
     def observe(self, session: SshSession, props: dict[str, Any]) -> dict[str, Any] | None:
         path = props["path"]
         found = self.facts(session, props)
-        if found.content is None:
-            return None  # removed by hand: the script is gone
+        own = found.fragments.get(props["owner"])
+        if found.content is None and own is None:
+            return None  # removed by hand: the script and the owner's file are gone
         return {
             **props,
-            "routes": facts.parse_routes(found.content),
-            "sha256": sha256(found.content),
+            "routes": facts.parse_fragment(own or ""),
+            "sha256": None if found.content is None else sha256(found.content),
             "mode": found.mode(path),
+            "fragment_sha256": None if own is None else sha256(own),
         }
 
     def remove(self, session: SshSession, props: dict[str, Any]) -> None:
         path = props["path"]
+        found = self.facts(session, props)
+        # A state from before the owners' files (it holds `previous`): the script that
+        # glidepath generated for it then, with its routes inside, is glidepath's too.
+        legacy = (
+            "previous" in props
+            and plans.is_glidepaths(found.content)
+            and facts.parse_routes(found.content or "") == props["routes"]
+        )
         plan = plans.plan_remove(
             path,
-            props["routes"],
-            session.read_file(path),
+            props["owner"],
+            found.content,
+            found.fragments,
+            plans.saved_path(path) in found.stat,
             props.get("previous"),
             props.get("previous_mode"),
+            legacy,
         )
-        if not plan:
-            print(f"{session.endpoint.name}: {plan.reason}")  # the engine relays it
+        print(f"{session.endpoint.name}: {plan.reason}", flush=True)  # the engine relays it
         apply(session, plan)
 
 
 class VifRouteScript(Resource, module="net", name="VifRouteScript"):
-    """libvirt's vif-route script on a host: route, proxy_arp and proxy_delay 0 per vif."""
+    """libvirt's vif-route script on a host, shared by every stack with VMs there, and
+    this stack's file of routes beside it."""
 
     sha256: pulumi.Output[str]
     mode: pulumi.Output[str]
+    fragment_sha256: pulumi.Output[str]
 
     def __init__(
         self,
@@ -189,11 +230,20 @@ class VifRouteScript(Resource, module="net", name="VifRouteScript"):
         host: pulumi.Input[dict[str, Any]],
         routes: pulumi.Input[Mapping[str, pulumi.Input[str]]],
         path: pulumi.Input[str] = DEFAULT_PATH,
+        owner: pulumi.Input[str] = DEFAULT_OWNER,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(
             VifRouteScriptProvider(),
             resource_name,
-            {"host": host, "path": path, "routes": routes, "sha256": None, "mode": None},
+            {
+                "host": host,
+                "path": path,
+                "owner": owner,
+                "routes": routes,
+                "sha256": None,
+                "mode": None,
+                "fragment_sha256": None,
+            },
             opts,
         )

@@ -20,6 +20,7 @@ import pytest
 
 from lab import baseline, faults
 from lab import topology as t
+from providers.plans import vif_route_script as vif_route_plans
 from tests.e2e.conftest import GeneratedStack, lab_vm
 from tests.e2e.test_preflight import running_on, wait_answers
 
@@ -28,13 +29,14 @@ pytestmark = [pytest.mark.e2e, pytest.mark.lab, pytest.mark.engine]
 VM = "drift"
 VM_IP = "203.0.113.2"
 SCRIPT = "/etc/libvirt/scripts/vif-route"
+OWN_ROUTES = f"{SCRIPT}.d/glidepath.e2e-drift"  # the stack's own file: <project>.<stack>
 RT_TABLES = "/etc/iproute2/rt_tables"
 
 
 @pytest.fixture(scope="module", autouse=True)
 def lab_script_restored(lab: Any) -> Iterator[None]:
-    """Deleting the vif-route script by hand makes the re-created resource find none, so
-    its destroy leaves none: give the lab its own script back after the module."""
+    """The stack's destroy puts the lab's own vif-route script back (glidepath kept it
+    beside, at its first write); should the module fail before, the lab gets it back here."""
     yield
     baseline.ensure_vif_route_script("new")
 
@@ -74,7 +76,10 @@ def _break_script(lab: Any) -> None:
 
 
 def _script_ok(lab: Any) -> bool:
-    return "vif0" in lab.run("new", ["cat", "--", SCRIPT], check=False, timeout=30).stdout
+    # glidepath's script (the same for every stack) and this stack's routes beside it.
+    script = lab.run("new", ["cat", "--", SCRIPT], check=False, timeout=30).stdout
+    own = lab.run("new", ["cat", "--", OWN_ROUTES], check=False, timeout=30).stdout
+    return bool(script == vif_route_plans.render(SCRIPT) and f"vif0 {VM_IP}\n" in own)
 
 
 def _break_tunnel(lab: Any) -> None:

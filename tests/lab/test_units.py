@@ -33,6 +33,12 @@ def test_host_path_maps_bind_mounts() -> None:
         == t.STATE_DIR / "hosts/old/var-lib-libvirt/images/vm1.img"
     )
     assert t.host_path("new", "/etc/iproute2/rt_tables") == t.STATE_DIR / "hosts/new/rt_tables"
+    # glidepath's owners' files are per host; the lab's own state dir is not a host's.
+    assert (
+        t.host_path("old", "/var/lib/glidepath/owners/sysctl.net.ipv4.ip_forward")
+        == t.STATE_DIR / "hosts/old/var-lib-glidepath/owners/sysctl.net.ipv4.ip_forward"
+    )
+    assert t.host_path("old", t.CLIENT_KEY) == t.CLIENT_KEY
     assert t.host_path("old", "/var/cache/glidepath-lab/guest/vmlinuz") == t.GUEST_DIR / "vmlinuz"
 
 

@@ -8,8 +8,9 @@ nothing) and `writes` (file writes {path, content, mode}; default none) with an 
 A case pins what the planner decides, never the bytes of a script glidepath generates. It
 names such a script, and the test fills it in from the code (`_expand`):
 
-- `{"$vif_route_script": {"path": P, "routes": {vif: address}}}`: the vif-route script
-  rendered for those routes (`"$append": text` adds a hand edit after it);
+- `{"$vif_route_script": {"path": P}}`: glidepath's vif-route script at P (the same for
+  every stack: the routes are in each owner's file beside it; `"$append": text` adds a
+  hand edit after it);
 - `<REMOTE_SCRIPT>` inside a string: the peer's half of a tunnel, so a keeper's argv
   reads `sh -c '<REMOTE_SCRIPT>' glidepath-tunnel tun5 198.18.105.2/24`.
 
@@ -39,7 +40,7 @@ def _expand(value: Any) -> Any:
     if isinstance(value, dict):
         if "$vif_route_script" in value:
             named = value["$vif_route_script"]
-            script = vif_route_script.render(named["path"], named["routes"])
+            script = vif_route_script.render(named["path"])
             return script + value.get("$append", "")
         return {key: _expand(item) for key, item in value.items()}
     if isinstance(value, list):

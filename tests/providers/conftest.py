@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from lab import topology
-from providers import base, transport
+from providers import transport
 from providers.transport import SshCredentials
+from tests.support.steps import StepLog
 
 
 @pytest.fixture(scope="session")
@@ -34,20 +35,6 @@ def lab_endpoint(lab: Any) -> Callable[[str], dict[str, Any]]:
         return {"name": name, "address": address, "port": 22, "user": "root"}
 
     return endpoint
-
-
-class StepLog:
-    """The changing steps providers ran since the last `mark()` (providers.base.applied_log)."""
-
-    def __init__(self) -> None:
-        self.start = len(base.applied_log)
-
-    def mark(self) -> None:
-        self.start = len(base.applied_log)
-
-    @property
-    def steps(self) -> list[tuple[str, tuple[str, ...]]]:
-        return base.applied_log[self.start :]
 
 
 @pytest.fixture

@@ -149,6 +149,9 @@ def test_a_preview_of_the_stack_passes_every_check() -> None:
     (script_old, script_new) = sorted(by_kind(declared, "VifRouteScript"), key=lambda d: d.name)
     expected_routes = {vif: f"203.0.113.{i}" for i, (_, vif) in enumerate(VMS)}
     assert script_old.checked["routes"] == script_new.checked["routes"] == expected_routes
+    # Shared with any other stack on the hosts: each holds them as itself.
+    shared = [script_old, script_new, *by_kind(declared, "Sysctl")]
+    assert {d.checked["owner"] for d in shared} == {"glidepath.hetzner-example"}
     (tunnel,) = by_kind(declared, "Tunnel")
     assert (tunnel.checked["tun"], tunnel.checked["address"], tunnel.checked["peer_address"]) == (
         2,
