@@ -177,7 +177,6 @@ class RoutedNetwork(pulumi.ComponentResource):
         hosts = {
             name: {**host.endpoint(), "uplink": host.uplink} for name, host in config.hosts.items()
         }
-        cutover = {"kind": network.cutover.kind, **network.cutover.settings}
         self.upstream_resource = Upstream(
             network.name,
             {
@@ -187,7 +186,8 @@ class RoutedNetwork(pulumi.ComponentResource):
                 "upstream": self.upstream,
                 "marked": self.egress,
                 "mark": network.mark,
-                "cutover": cutover,
+                # As the stack gives it (the model's dump leaves out the defaults).
+                "cutover": network.cutover.model_dump(),
                 "first_packet_timeout_s": network.cutover.first_packet_timeout_s,
                 "vm_addresses": [vm.ip for vm in config.vms_of(network.name)],
             },

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import pulumi
 
 from components.config import StackConfig, VmConfig
+from providers.schema.upstream import LabRouterCutover
 from providers.schema.vm_placement import DEFAULT_VCPUS
 from providers.vm_placement import VmPlacement
 
@@ -22,7 +23,7 @@ class VirtualMachine(pulumi.ComponentResource):
         super().__init__("glidepath:components:VirtualMachine", vm.name, {}, opts)
         fleet = {name: host.endpoint() for name, host in config.hosts.items()}
         cutover = config.networks[vm.network].cutover
-        router = cutover.settings.get("router") if cutover.kind == "lab-router" else None
+        router = cutover.router.model_dump() if isinstance(cutover, LabRouterCutover) else None
         self.placement = VmPlacement(
             vm.name,
             {
@@ -39,7 +40,7 @@ class VirtualMachine(pulumi.ComponentResource):
                 "delete_disks": vm.delete_disks,
                 # Where the network's cutover switches after a move (lab-router): the
                 # move opens that connection while it copies.
-                "cutover_router": dict(router) if router else None,
+                "cutover_router": router,
                 "migration": {
                     "max_downtime_ms": vm.migration.max_downtime_ms,
                     "bandwidth_mib_s": vm.migration.bandwidth_mib_s,
