@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pulumi
@@ -27,7 +28,7 @@ from providers.cutover import Backend, CutoverError, backend_for
 from providers.facts import mangle_mark as mark_facts
 from providers.plans import cutover as cutover_plans
 from providers.plans import mangle_mark as mark_plans
-from providers.schema.upstream import UpstreamArgs
+from providers.schema.upstream import Cutover, UpstreamArgs
 from providers.transport import SshSession
 
 
@@ -230,11 +231,43 @@ class UpstreamProvider(HostProvider):
 
 
 class Upstream(Resource, module="net", name="Upstream"):
-    """Where the provider routes a network's prefix; changing it is the cutover."""
+    """Where the provider routes a network's prefix; changing it is the cutover.
+
+    The inputs are UpstreamArgs' (providers/schema/upstream.py); one left None takes its
+    default there."""
 
     last_cutover: pulumi.Output[Any]
 
     def __init__(
-        self, resource_name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None
+        self,
+        resource_name: str,
+        *,
+        network: str,
+        prefix: str,
+        hosts: Mapping[str, pulumi.Input[dict[str, Any]]],
+        upstream: str,
+        mark: int,
+        cutover: Cutover,
+        marked: Sequence[str] = (),
+        first_packet_timeout_s: int | None = None,
+        vm_addresses: Sequence[str] = (),
+        opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__(UpstreamProvider(), resource_name, {**props, "last_cutover": None}, opts)
+        super().__init__(
+            UpstreamProvider(),
+            resource_name,
+            {
+                "network": network,
+                "prefix": prefix,
+                "hosts": dict(hosts),
+                "upstream": upstream,
+                "marked": list(marked),
+                "mark": mark,
+                # As the stack gives it (the model's dump leaves out the defaults).
+                "cutover": cutover.model_dump(),
+                "first_packet_timeout_s": first_packet_timeout_s,
+                "vm_addresses": list(vm_addresses),
+                "last_cutover": None,
+            },
+            opts,
+        )

@@ -8,6 +8,7 @@ The work is in providers/migration/, one job per module; this file wires it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,7 @@ from providers.migration.handover import End, RouteHandover
 from providers.migration.monitor import Monitor
 from providers.migration.preflight import PreflightError, describe_move
 from providers.plans import handover
-from providers.schema.vm_placement import Migration, VmPlacementArgs
+from providers.schema.vm_placement import Boot, Disk, DomainType, Migration, VmPlacementArgs
 from providers.transport import Endpoint
 
 SPEC_FIELDS = ("memory_mib", "vcpus", "vif", "disks", "boot", "domain_type")
@@ -287,7 +288,10 @@ class VmPlacementProvider(HostProvider):
 
 
 class VmPlacement(Resource, module="vm", name="VmPlacement"):
-    """A VM defined and running on one host; changing its host live-migrates it."""
+    """A VM defined and running on one host; changing its host live-migrates it.
+
+    The inputs are VmPlacementArgs' (providers/schema/vm_placement.py); one left None
+    takes its default there."""
 
     host: pulumi.Output[Any]
     running: pulumi.Output[bool]
@@ -296,12 +300,42 @@ class VmPlacement(Resource, module="vm", name="VmPlacement"):
     def __init__(
         self,
         resource_name: str,
-        props: dict[str, Any],
+        *,
+        name: str,
+        host: pulumi.Input[dict[str, Any]],
+        fleet: Mapping[str, pulumi.Input[dict[str, Any]]],
+        ip: str,
+        vif: str,
+        memory_mib: int | None = None,
+        vcpus: int | None = None,
+        disks: Sequence[Disk] = (),
+        boot: Boot | None = None,
+        domain_type: DomainType | None = None,
+        migration: Migration | None = None,
+        delete_disks: bool | None = None,
+        cutover_router: pulumi.Input[dict[str, Any]] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(
             VmPlacementProvider(),
             resource_name,
-            {**props, "uuid": None, "running": None, "last_migration": None},
+            {
+                "name": name,
+                "host": host,
+                "fleet": dict(fleet),
+                "ip": ip,
+                "vif": vif,
+                "memory_mib": memory_mib,
+                "vcpus": vcpus,
+                "disks": [disk.model_dump() for disk in disks],
+                "boot": None if boot is None else dict(boot),
+                "domain_type": domain_type,
+                "migration": None if migration is None else migration.model_dump(),
+                "delete_disks": delete_disks,
+                "cutover_router": cutover_router,
+                "uuid": None,
+                "running": None,
+                "last_migration": None,
+            },
             opts,
         )
