@@ -174,23 +174,20 @@ class RoutedNetwork(pulumi.ComponentResource):
     def finish(self, placements: Sequence[pulumi.Resource]) -> None:
         """Declare the cutover after every placement of this network, then the marks."""
         network, config = self.network, self.config
-        hosts = {
-            name: {**host.endpoint(), "uplink": host.uplink} for name, host in config.hosts.items()
-        }
-        cutover = {"kind": network.cutover.kind, **network.cutover.settings}
         self.upstream_resource = Upstream(
             network.name,
-            {
-                "network": network.name,
-                "prefix": network.prefix,
-                "hosts": hosts,
-                "upstream": self.upstream,
-                "marked": self.egress,
-                "mark": network.mark,
-                "cutover": cutover,
-                "first_packet_timeout_s": network.cutover.first_packet_timeout_s,
-                "vm_addresses": [vm.ip for vm in config.vms_of(network.name)],
+            network=network.name,
+            prefix=network.prefix,
+            hosts={
+                name: {**host.endpoint(), "uplink": host.uplink}
+                for name, host in config.hosts.items()
             },
+            upstream=self.upstream,
+            marked=self.egress,
+            mark=network.mark,
+            cutover=network.cutover,
+            first_packet_timeout_s=network.cutover.first_packet_timeout_s,
+            vm_addresses=[vm.ip for vm in config.vms_of(network.name)],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*placements, *self.path]),
         )
         if not self.marks_first:

@@ -109,7 +109,7 @@ def routed_host(
             from providers.cutover.hetzner_robot import HetznerRobot
 
             robot = json.loads(raw_robot) if isinstance(raw_robot, str) else raw_robot
-            backend = HetznerRobot(dict(network.cutover.settings), network.prefix, robot)
+            backend = HetznerRobot(network.cutover.model_dump(), network.prefix, robot)
             return host_by_address(config, backend.current())
         credentials = _credentials(raw_ssh)
 

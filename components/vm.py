@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pulumi
 
 from components.config import StackConfig, VmConfig
-from providers.schema.vm_placement import DEFAULT_VCPUS
+from providers.schema.upstream import LabRouterCutover
 from providers.vm_placement import VmPlacement
 
 
@@ -20,33 +20,25 @@ class VirtualMachine(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("glidepath:components:VirtualMachine", vm.name, {}, opts)
-        fleet = {name: host.endpoint() for name, host in config.hosts.items()}
         cutover = config.networks[vm.network].cutover
-        router = cutover.settings.get("router") if cutover.kind == "lab-router" else None
         self.placement = VmPlacement(
             vm.name,
-            {
-                "name": vm.name,
-                "host": config.hosts[vm.host].endpoint(),
-                "fleet": fleet,
-                "vif": vm.vif,
-                "ip": vm.ip,
-                "memory_mib": vm.memory_mib,
-                "vcpus": DEFAULT_VCPUS,
-                "disks": [{"path": d.path, "size_mib": d.size_mib} for d in vm.disks],
-                "boot": dict(vm.boot),
-                "domain_type": vm.domain_type,
-                "delete_disks": vm.delete_disks,
-                # Where the network's cutover switches after a move (lab-router): the
-                # move opens that connection while it copies.
-                "cutover_router": dict(router) if router else None,
-                "migration": {
-                    "max_downtime_ms": vm.migration.max_downtime_ms,
-                    "bandwidth_mib_s": vm.migration.bandwidth_mib_s,
-                    "auto_converge": vm.migration.auto_converge,
-                    "timeout_s": vm.migration.timeout_s,
-                },
-            },
+            name=vm.name,
+            host=config.hosts[vm.host].endpoint(),
+            fleet={name: host.endpoint() for name, host in config.hosts.items()},
+            ip=vm.ip,
+            vif=vm.vif,
+            memory_mib=vm.memory_mib,
+            disks=vm.disks,
+            boot=vm.boot,
+            domain_type=vm.domain_type,
+            migration=vm.migration,
+            delete_disks=vm.delete_disks,
+            # Where the network's cutover switches after a move (lab-router): the move
+            # opens that connection while it copies.
+            cutover_router=cutover.router.model_dump()
+            if isinstance(cutover, LabRouterCutover)
+            else None,
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
         )
         self.register_outputs({})

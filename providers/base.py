@@ -22,17 +22,23 @@ A provider fills in the hooks for its artifact:
 not fit these steps (Tunnel: two hosts, a supervisor to stop first and to wait for)
 overrides `converge` itself and keeps the rest.
 
+`check` validates the inputs with the provider's `schema`, its model in providers/schema/
+(the same the stack config is built from, so each bound and default is spelled once there).
+
 A provider object is pickled into state, so it keeps no live data: credentials arrive
 through `configure` in the provider process and sessions live in `transport`'s cache.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import functools
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 from pulumi.dynamic import (
+    CheckFailure,
     CheckResult,
     ConfigureRequest,
     CreateResult,
@@ -41,9 +47,14 @@ from pulumi.dynamic import (
     ResourceProvider,
     UpdateResult,
 )
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails
 
 from providers import transport, validate
 from providers.plans import Plan
+from providers.schema import host as host_schema
+from providers.schema.errors import problems
+from providers.schema.fields import ResourceArgs
 from providers.transport import Endpoint, SshCredentials, SshSession
 
 #: Every changing step glidepath ran, per host, in this process: (host, step). Tests use it
@@ -85,26 +96,82 @@ def apply(session: SshSession, plan: Plan) -> None:
         session.run(argv)
 
 
-def parse_endpoint(value: Any) -> dict[str, Any]:
-    """The `host` input: {name, address, port, user}, canonicalised."""
-    if not isinstance(value, dict):
-        raise validate.Invalid("must be an object {name, address, port, user}")
-    unknown = set(value) - {"name", "address", "port", "user"}
-    if unknown:
-        raise validate.Invalid(f"unknown fields {sorted(unknown)}")
+def endpoint_of(props: dict[str, Any], key: str = "host") -> Endpoint:
+    """The endpoint of `props[key]`, as `check` canonicalised it."""
+    host = props[key]
+    return Endpoint(host["name"], host["address"], int(host["port"]), host["user"])
+
+
+def check_with(
+    schema: type[ResourceArgs], news: dict[str, Any]
+) -> tuple[dict[str, Any], list[CheckFailure]]:
+    """`news` validated with `schema`: the canonical inputs (defaults filled in, the outputs
+    stored beside them kept as they are) and one failure per wrong field, named as the
+    input names it (a nested field's path in the reason: `host.port: ...`).
+
+    A field not known until `up` (the engine's preview sentinel, anywhere in it) is left as
+    it is, and so is every rule between fields: `up` checks them again. Where some field is
+    wrong, the others are still canonical (`canonical` reads stored outputs that a refresh
+    may have made invalid, such as a Tunnel's `state: down`)."""
+    unknown = {key for key, value in news.items() if validate.has_unknown(value)}
+    known = {key: value for key, value in news.items() if key not in unknown}
+    try:
+        inputs = schema.model_validate(known).model_dump()
+        errors: list[ErrorDetails] = []
+    except ValidationError as err:
+        errors = [e for e in err.errors() if not _waits(e, unknown)]
+        inputs = {**known, **_each_field(schema, known)}
+    inputs.update((key, news[key]) for key in unknown)
+    reasons: dict[str, list[str]] = {}
+    for path, reason in problems(schema, errors):
+        field = re.split(r"[.\[]", path, maxsplit=1)[0]
+        reasons.setdefault(field, []).append(f"{path}: {reason}" if path else reason)
+    return inputs, [CheckFailure(field, "; ".join(why)) for field, why in reasons.items()]
+
+
+def _waits(error: ErrorDetails, unknown: set[str]) -> bool:
+    """An error that may be gone once the unknown fields are known: in one of them, or a
+    rule between fields (a model's own check, at its root), which saw a default in their
+    place."""
+    return bool(unknown) and (not error["loc"] or error["loc"][0] in unknown)
+
+
+@functools.cache
+def _adapters(schema: type[BaseModel]) -> dict[str, TypeAdapter[Any]]:
+    """Each field of `schema` on its own, for `_each_field`."""
     return {
-        "name": validate.name(value.get("name"), "host name"),
-        "address": validate.address(value.get("address")),
-        "port": validate.integer(value.get("port", 22), 1, 65535),
-        "user": validate.name(value.get("user", "root"), "SSH user"),
+        name: TypeAdapter(Annotated[info.annotation, info])
+        for name, info in schema.model_fields.items()
     }
 
 
-def endpoint_of(props: dict[str, Any], key: str = "host") -> Endpoint:
-    host = props[key]
-    return Endpoint(
-        host["name"], host["address"], int(host.get("port", 22)), host.get("user", "root")
-    )
+def _each_field(schema: type[BaseModel], known: dict[str, Any]) -> dict[str, Any]:
+    """Each field of `known` that is valid on its own, canonical; the defaults of those
+    not given."""
+    canonical = {}
+    for name, adapter in _adapters(schema).items():
+        info, value = schema.model_fields[name], known.get(name)
+        if value is None:
+            if not info.is_required():
+                default = info.get_default(call_default_factory=True, validated_data={})
+                canonical[name] = adapter.dump_python(default)
+            continue
+        try:
+            canonical[name] = adapter.dump_python(adapter.validate_python(value))
+        except ValidationError:
+            continue  # kept as given: its failure says why
+    return canonical
+
+
+def _endpoint(value: Any) -> dict[str, Any]:
+    """The `host` input of a provider without a `schema`."""
+    try:
+        return host_schema.Endpoint.model_validate(value).model_dump()
+    except ValidationError as err:
+        found = problems(host_schema.Endpoint, err)
+        raise validate.Invalid(
+            "; ".join(f"{path}: {reason}" if path else reason for path, reason in found)
+        ) from None
 
 
 class HostProvider(ResourceProvider, Generic[Found]):
@@ -113,6 +180,9 @@ class HostProvider(ResourceProvider, Generic[Found]):
 
     #: Input fields whose change means a different thing on the host: replace, not update.
     identity: tuple[str, ...] = ("host",)
+    #: The inputs' model (providers/schema/), which `check` validates them with; a provider
+    #: without one checks them in `check_inputs`.
+    schema: ClassVar[type[ResourceArgs] | None] = None
 
     def canonical(self, props: dict[str, Any]) -> dict[str, Any]:
         """Props with every input field re-parsed by `check` (other fields kept as they are).
@@ -226,18 +296,24 @@ class HostProvider(ResourceProvider, Generic[Found]):
             )
         return transport.session(endpoint_of(props, key), self._credentials)
 
-    def check_inputs(self, checker: validate.Checker) -> None:
-        """Subclasses validate their fields here (the host is validated for them)."""
-
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        checker = validate.Checker(news)
-        for key in self.endpoint_fields():
-            checker.field(key, parse_endpoint)
-        self.check_inputs(checker)
-        return CheckResult(checker.inputs, checker.failures)
+        if self.schema is None:
+            checker = validate.Checker(news)
+            checker.field("host", _endpoint)
+            self.check_inputs(checker)
+            return CheckResult(checker.inputs, checker.failures)
+        inputs, failures = check_with(self.schema, news)
+        if not failures:
+            inputs.update(self.derived(inputs))
+        return CheckResult(inputs, failures)
 
-    def endpoint_fields(self) -> Iterable[str]:
-        return ("host",)
+    def derived(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Fields `check` adds to valid inputs, derived from them (MangleMark's `copies`)."""
+        return {}
+
+    def check_inputs(self, checker: validate.Checker) -> None:
+        """Without a `schema`: subclasses validate their fields here (the host is validated
+        for them)."""
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         fields = self.diffed_fields(news)

@@ -20,59 +20,17 @@ blog's `iptables -t mangle -F` at cutover) makes read report the resource gone.
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from typing import Any
 
 import pulumi
 from pulumi.dynamic import Resource
 
-from providers import validate
 from providers.base import Converged, HostProvider, Plans, apply
 from providers.facts import mangle_mark as facts
 from providers.facts.mangle_mark import Rule
 from providers.plans import mangle_mark as plans
+from providers.schema.mangle_mark import MangleMarkArgs
 from providers.transport import SshSession
-
-#: Built-in mangle chains where `-i` is allowed (iptables rejects -i in OUTPUT/POSTROUTING).
-CHAINS = ("PREROUTING", "INPUT", "FORWARD")
-# iptables keeps at most 255 bytes of comment; a conservative character set that needs no
-# escaping in iptables-save output beyond the double quotes around spaces.
-_COMMENT = re.compile(r"^glidepath( [A-Za-z0-9_.:/=-][A-Za-z0-9 _.:/=-]{0,200})?$")
-
-
-def parse_source(value: Any) -> str:
-    text = validate.prefix(value)
-    if ipaddress.ip_network(text).version != 4:
-        raise validate.Invalid(
-            f"{value!r} is IPv6; iptables marks IPv4 only (ip6tables not managed)"
-        )
-    return text
-
-
-def parse_mark(value: Any) -> int:
-    """1..0xffffffff; integers, floats from the engine, decimal or 0x-hex strings."""
-    if isinstance(value, str) and value.strip().lower().startswith("0x"):
-        try:
-            value = int(value.strip(), 16)
-        except ValueError as err:
-            raise validate.Invalid(f"{value!r} is not a mark (1 to 0xffffffff)") from err
-    return validate.integer(value, 1, 0xFFFFFFFF)
-
-
-def parse_chain(value: Any) -> str:
-    if not isinstance(value, str) or value.strip().upper() not in CHAINS:
-        raise validate.Invalid(f"{value!r} is not one of {', '.join(CHAINS)}")
-    return value.strip().upper()
-
-
-def parse_comment(value: Any) -> str:
-    if not isinstance(value, str) or not _COMMENT.fullmatch(value):
-        raise validate.Invalid(
-            f"{value!r} must be 'glidepath' or 'glidepath <words>' (letters, digits, "
-            "' _.:/=-'; at most 210 characters): the comment is how glidepath finds its rules"
-        )
-    return value
 
 
 def _desired(props: dict[str, Any]) -> Rule:
@@ -91,14 +49,10 @@ def _rules(session: SshSession) -> list[Rule]:
 
 class MangleMarkProvider(HostProvider[list[Rule]]):
     identity = ("host", "chain", "source", "in_interface", "mark", "comment")
+    schema = MangleMarkArgs
 
-    def check_inputs(self, checker: validate.Checker) -> None:
-        checker.field("source", parse_source)
-        checker.field("in_interface", lambda v: validate.interface_name(v, wildcard=True))
-        checker.field("mark", parse_mark)
-        checker.field("chain", parse_chain, default="PREROUTING")
-        checker.field("comment", parse_comment, default=plans.OWNER)
-        checker.inputs["copies"] = 1  # derived: the host must hold exactly one copy
+    def derived(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        return {"copies": 1}  # the host must hold exactly one copy
 
     def diffed_fields(self, news: dict[str, Any]) -> list[str]:
         return [*self.identity, "copies"]
@@ -157,8 +111,8 @@ class MangleMark(Resource, module="net", name="MangleMark"):
         source: pulumi.Input[str],
         in_interface: pulumi.Input[str],
         mark: pulumi.Input[int],
-        chain: pulumi.Input[str] = "PREROUTING",
-        comment: pulumi.Input[str] = plans.OWNER,
+        chain: pulumi.Input[str] | None = None,
+        comment: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(

@@ -13,12 +13,12 @@ from typing import Any, NamedTuple
 import pulumi
 from pulumi.dynamic import Resource
 
-from providers import validate
 from providers.base import Converged, HostProvider, Plans, apply, still_adopted
 from providers.facts import policy_rule as facts
 from providers.plans import policy_rule as plans
 from providers.plans.routing_table import resolve
 from providers.routing_table import table_names
+from providers.schema.policy_rule import PolicyRuleArgs
 from providers.transport import SshSession
 
 
@@ -41,12 +41,7 @@ def _previous(olds: dict[str, Any] | None) -> dict[str, int] | None:
 
 class PolicyRuleProvider(HostProvider[_Found]):
     identity = ("host", "priority")
-
-    def check_inputs(self, checker: validate.Checker) -> None:
-        # 0 is the `local` lookup and 32766/32767 the main/default ones: never ours.
-        checker.field("priority", lambda v: validate.integer(v, 1, 32765))
-        checker.field("fwmark", lambda v: validate.integer(v, 1, 0xFFFFFFFF))
-        checker.field("table", validate.table)
+    schema = PolicyRuleArgs
 
     def diffed_fields(self, news: dict[str, Any]) -> list[str]:
         return ["host", "priority", "fwmark", "table"]

@@ -7,36 +7,18 @@ read and delete work from stored outputs even once the name is gone.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any, NamedTuple
 
 import pulumi
 from pulumi.dynamic import Resource
 
-from providers import validate
 from providers.base import Converged, HostProvider, Plans, apply, still_adopted
 from providers.facts import route as facts
 from providers.plans import route as plans
 from providers.plans.routing_table import resolve
 from providers.routing_table import table_names
+from providers.schema.route import RouteArgs
 from providers.transport import SshSession
-
-
-def destination(value: Any) -> str:
-    """`default` or an IPv4 prefix, as iproute2 prints it (0.0.0.0/0 is `default`)."""
-    dst = validate.route_destination(value)
-    if dst == "default":
-        return dst
-    if ipaddress.ip_network(dst).version != 4:
-        raise validate.Invalid(f"{value!r}: only IPv4 routes are managed")
-    return facts.canonical_dst(dst)
-
-
-def gateway(value: Any) -> str:
-    via = validate.address(value)
-    if ipaddress.ip_address(via).version != 4:
-        raise validate.Invalid(f"{value!r}: only IPv4 gateways are managed")
-    return via
 
 
 def _routes(session: SshSession, table_id: int) -> list[facts.Route]:
@@ -60,19 +42,7 @@ class _Found(NamedTuple):
 
 class RouteProvider(HostProvider[_Found]):
     identity = ("host", "dst", "table")
-
-    def check_inputs(self, checker: validate.Checker) -> None:
-        checker.field("dst", destination)
-        checker.field("via", gateway, required=False)
-        checker.field("dev", validate.interface_name, required=False)
-        # Optional with defaults; the resource class sends them, a direct caller may not.
-        for key, default in (("table", "main"), ("metric", 0)):
-            if checker.news.get(key) is None:
-                checker.inputs[key] = default
-        checker.field("table", validate.table, required=False)
-        checker.field("metric", lambda v: validate.integer(v, 0, 0xFFFFFFFF), required=False)
-        if checker.news.get("via") is None and checker.news.get("dev") is None:
-            checker.fail("via", "give a gateway (via), a device (dev), or both")
+    schema = RouteArgs
 
     def diffed_fields(self, news: dict[str, Any]) -> list[str]:
         return ["host", "dst", "via", "dev", "table", "metric"]
@@ -148,7 +118,8 @@ class RouteProvider(HostProvider[_Found]):
 
 
 class Route(Resource, module="net", name="Route"):
-    """An IPv4 route in a table of a host."""
+    """An IPv4 route in a table of a host (inputs: providers/schema/route.py, whose
+    defaults fill what is left None)."""
 
     dst: pulumi.Output[str]
     via: pulumi.Output[str | None]
@@ -165,8 +136,8 @@ class Route(Resource, module="net", name="Route"):
         dst: pulumi.Input[str],
         via: pulumi.Input[str] | None = None,
         dev: pulumi.Input[str] | None = None,
-        table: pulumi.Input[int | str] = "main",
-        metric: pulumi.Input[int] = 0,
+        table: pulumi.Input[int | str] | None = None,
+        metric: pulumi.Input[int] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(

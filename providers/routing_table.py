@@ -17,6 +17,7 @@ from providers import validate
 from providers.base import Converged, HostProvider, Plans, apply, still_adopted
 from providers.facts import routing_table as facts
 from providers.plans import routing_table as plans
+from providers.schema.routing_table import RoutingTableArgs
 from providers.transport import SshSession
 
 # The file is read, edited and written back: two tables on one host, created at once by
@@ -50,10 +51,7 @@ def table_names(session: SshSession, table: int | str) -> dict[str, int]:
 
 class RoutingTableProvider(HostProvider[str | None]):
     identity = ("host", "table_id")
-
-    def check_inputs(self, checker: validate.Checker) -> None:
-        checker.field("table_id", validate.table_id)
-        checker.field("name", validate.table_name)
+    schema = RoutingTableArgs
 
     def diffed_fields(self, news: dict[str, Any]) -> list[str]:
         return ["host", "table_id", "name"]

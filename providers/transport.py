@@ -23,6 +23,8 @@ from typing import Any
 
 import paramiko
 
+from providers.schema.host import DEFAULT_PORT, DEFAULT_USER
+
 CONNECT_ATTEMPTS = 3
 CONNECT_TIMEOUT_S = 10.0
 DEFAULT_COMMAND_TIMEOUT_S = 120.0
@@ -42,8 +44,8 @@ class Endpoint:
 
     name: str
     address: str
-    port: int = 22
-    user: str = "root"
+    port: int = DEFAULT_PORT
+    user: str = DEFAULT_USER
 
     def describe(self) -> str:
         return f"{self.name} ({self.user}@{self.address}:{self.port})"

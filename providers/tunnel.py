@@ -31,7 +31,6 @@ address and link state as read ({"host": {"address": ..., "up": ...}, "peer": {.
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -39,10 +38,10 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import Resource
 
-from providers import validate
 from providers.base import HostProvider, apply
 from providers.facts import tunnel as facts
 from providers.plans import tunnel as plans
+from providers.schema.tunnel import TunnelArgs
 from providers.transport import SshSession
 
 #: How long create/update wait for both ends to come up (the keeper retries meanwhile).
@@ -56,19 +55,13 @@ DEVICE_GONE_TIMEOUT_S = 10.0
 POLL_S = 0.25
 
 
-def _state(value: Any) -> str:
-    if value != "up":
-        raise validate.Invalid(f"the only desired state is 'up', got {value!r}")
-    return "up"
-
-
 def _tunnel(props: dict[str, Any]) -> plans.Tunnel:
     peer = props["peer"]
     return {
         "tun": int(props["tun"]),
-        "user": str(peer.get("user", "root")),
+        "user": str(peer["user"]),
         "peer": str(peer["address"]),
-        "port": int(peer.get("port", 22)),
+        "port": int(peer["port"]),
         "address": str(props["address"]),
         "peer_address": str(props["peer_address"]),
     }
@@ -140,32 +133,7 @@ class _Facts:
 
 class TunnelProvider(HostProvider):
     identity = ("host", "peer", "tun")
-
-    def endpoint_fields(self) -> Iterable[str]:
-        return ("host", "peer")
-
-    def check_inputs(self, checker: validate.Checker) -> None:
-        checker.field("tun", lambda v: validate.integer(v, 0, 255))
-        address = checker.field("address", validate.tunnel_address)
-        peer_address = checker.field("peer_address", validate.tunnel_address)
-        checker.field("state", _state, required=False, default="up")
-        if address and peer_address:
-            ours, theirs = ipaddress.ip_interface(address), ipaddress.ip_interface(peer_address)
-            if ours.network != theirs.network:
-                checker.fail(
-                    "peer_address", f"{peer_address} is not in {address}'s network {ours.network}"
-                )
-            elif ours.ip == theirs.ip:
-                checker.fail("peer_address", f"{peer_address} is the host's own address")
-        bad = {f.property for f in checker.failures}
-        host, peer = checker.inputs.get("host"), checker.inputs.get("peer")
-        if (
-            not {"host", "peer"} & bad
-            and isinstance(host, dict)
-            and isinstance(peer, dict)
-            and (host.get("address") == peer.get("address") or host.get("name") == peer.get("name"))
-        ):
-            checker.fail("peer", "the peer must be another host than `host`")
+    schema = TunnelArgs
 
     def diffed_fields(self, news: dict[str, Any]) -> list[str]:
         return ["host", "peer", "tun", "address", "peer_address", "state"]
@@ -375,7 +343,7 @@ class Tunnel(Resource, module="net", name="Tunnel"):
                 "tun": tun,
                 "address": address,
                 "peer_address": peer_address,
-                "state": "up",
+                "state": None,  # an output; as an input, the model's default (up)
                 "keeper_pid": None,
                 "actual": None,
             },

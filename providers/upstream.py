@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 
 from providers import validate
-from providers.base import HostProvider, apply, parse_endpoint
+from providers.base import HostProvider, apply
 from providers.cutover import Backend, CutoverError, backend_for
 from providers.facts import mangle_mark as mark_facts
 from providers.plans import cutover as cutover_plans
 from providers.plans import mangle_mark as mark_plans
+from providers.schema.upstream import Cutover, UpstreamArgs
 from providers.transport import SshSession
 
 
@@ -34,56 +36,13 @@ def _log(line: str) -> None:
     print(line, flush=True)
 
 
-def _parse_hosts(value: Any) -> dict[str, dict[str, Any]]:
-    if not isinstance(value, dict) or not value:
-        raise validate.Invalid("must map host names to {name, address, uplink, ...}")
-    hosts = {}
-    for name, spec in value.items():
-        if not isinstance(spec, dict):
-            raise validate.Invalid(f"{name}: must be a mapping")
-        endpoint = parse_endpoint({k: v for k, v in spec.items() if k != "uplink"})
-        hosts[name] = {**endpoint, "uplink": validate.interface_name(spec.get("uplink", "br0"))}
-    return hosts
-
-
-def _parse_cutover(value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict) or value.get("kind") not in (
-        "lab-router",
-        "hetzner-robot",
-        "manual",
-    ):
-        raise validate.Invalid("kind must be lab-router, hetzner-robot or manual")
-    cutover = dict(value)
-    if cutover["kind"] == "lab-router":
-        cutover["router"] = parse_endpoint(value.get("router") or {})
-    return cutover
-
-
 class UpstreamProvider(HostProvider):
     identity = ("network",)
+    schema = UpstreamArgs
 
     def __init__(self) -> None:
         super().__init__()
         self._robot_credentials: dict[str, str] | None = None
-
-    def endpoint_fields(self) -> tuple[str, ...]:
-        return ()
-
-    def check_inputs(self, checker: validate.Checker) -> None:
-        checker.field("network", lambda v: validate.name(v, "network name"))
-        checker.field("prefix", validate.prefix)
-        checker.field("hosts", _parse_hosts)
-        checker.field("upstream", lambda v: validate.name(v, "host name"))
-        checker.field("marked", lambda v: [validate.name(h, "host name") for h in v], default=[])
-        checker.field("mark", lambda v: validate.integer(v, 1, 0xFFFFFFFF))
-        checker.field("cutover", _parse_cutover)
-        checker.field("first_packet_timeout_s", lambda v: validate.integer(v, 1, 3600), default=60)
-        checker.field("vm_addresses", lambda v: [validate.address(a) for a in v], default=[])
-        hosts = checker.inputs.get("hosts")
-        if isinstance(hosts, dict):
-            for key in ("upstream",):
-                if checker.inputs.get(key) not in hosts:
-                    checker.fail(key, f"{checker.inputs.get(key)!r} is not one of the hosts")
 
     def diffed_fields(self, news: dict[str, Any]) -> list[str]:
         return ["network", "prefix", "upstream", "hosts", "marked", "mark", "cutover"]
@@ -150,7 +109,7 @@ class UpstreamProvider(HostProvider):
         host = props["hosts"][target]
         backend = self._backend(props)
         session = self._session(props, target)
-        timeout = int(props.get("first_packet_timeout_s", 60))
+        timeout = int(props["first_packet_timeout_s"])
         # The new upstream drops its own mark itself at the first direct packet (one
         # command on the host, as in the blog): no SSH round trip in the outage.
         rules = mark_facts.process(session.run(mark_facts.command()).stdout)
@@ -170,7 +129,7 @@ class UpstreamProvider(HostProvider):
             _log(f"{props['network']}: switching {props['prefix']} to {target} ({backend.kind})")
             backend.switch(host["address"])
             switched = time.monotonic() - started
-            backend.nudge(list(props.get("vm_addresses") or []))
+            backend.nudge(list(props["vm_addresses"]))
             seen = watcher.next_line(timeout + 5)
             first_packet = time.monotonic() - started
             done = watcher.next_line(30)
@@ -202,10 +161,10 @@ class UpstreamProvider(HostProvider):
                 f"{timeout} s; its egress mark dropped anyway (the backend reported success)"
             )
         # The hosts that stop being upstream: their VMs now leave through the tunnel.
-        for other in props.get("marked") or []:
+        for other in props["marked"]:
             self._set_mark(props, other, present=True)
         marks_done = time.monotonic() - started
-        silent = backend.unreachable(list(props.get("vm_addresses") or []))
+        silent = backend.unreachable(list(props["vm_addresses"]))
         if silent:
             raise CutoverError(
                 f"{props['network']}: after the switch to {target}, these VMs do not answer "
@@ -239,7 +198,7 @@ class UpstreamProvider(HostProvider):
         earlier run would send their replies through the tunnel, into the provider's
         reverse-path filter), the other hosts' through the tunnel."""
         self._set_mark(props, props["upstream"], present=False)
-        for other in props.get("marked") or []:
+        for other in props["marked"]:
             self._set_mark(props, other, present=True)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
@@ -272,11 +231,43 @@ class UpstreamProvider(HostProvider):
 
 
 class Upstream(Resource, module="net", name="Upstream"):
-    """Where the provider routes a network's prefix; changing it is the cutover."""
+    """Where the provider routes a network's prefix; changing it is the cutover.
+
+    The inputs are UpstreamArgs' (providers/schema/upstream.py); one left None takes its
+    default there."""
 
     last_cutover: pulumi.Output[Any]
 
     def __init__(
-        self, resource_name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None
+        self,
+        resource_name: str,
+        *,
+        network: str,
+        prefix: str,
+        hosts: Mapping[str, pulumi.Input[dict[str, Any]]],
+        upstream: str,
+        mark: int,
+        cutover: Cutover,
+        marked: Sequence[str] = (),
+        first_packet_timeout_s: int | None = None,
+        vm_addresses: Sequence[str] = (),
+        opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__(UpstreamProvider(), resource_name, {**props, "last_cutover": None}, opts)
+        super().__init__(
+            UpstreamProvider(),
+            resource_name,
+            {
+                "network": network,
+                "prefix": prefix,
+                "hosts": dict(hosts),
+                "upstream": upstream,
+                "marked": list(marked),
+                "mark": mark,
+                # As the stack gives it (the model's dump leaves out the defaults).
+                "cutover": cutover.model_dump(),
+                "first_packet_timeout_s": first_packet_timeout_s,
+                "vm_addresses": list(vm_addresses),
+                "last_cutover": None,
+            },
+            opts,
+        )

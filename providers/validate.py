@@ -36,6 +36,15 @@ def is_unknown(value: Any) -> bool:
     return bool(value == rpc.UNKNOWN)
 
 
+def has_unknown(value: Any) -> bool:
+    """True where `value`, or anything in it (keys too), is not known until `up`."""
+    if isinstance(value, dict):
+        return any(has_unknown(k) or has_unknown(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(has_unknown(item) for item in value)
+    return is_unknown(value)
+
+
 def interface_name(value: Any, *, wildcard: bool = False) -> str:
     if not isinstance(value, str):
         raise Invalid(f"must be an interface name, got {value!r}")

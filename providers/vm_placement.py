@@ -8,6 +8,7 @@ The work is in providers/migration/, one job per module; this file wires it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,17 +16,18 @@ import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 
 from providers import libvirt_bridge, transport, validate
-from providers.base import HostProvider, endpoint_of, parse_endpoint
-from providers.migration import MIB, disks, inputs, job, preflight
+from providers.base import HostProvider, endpoint_of
+from providers.migration import MIB, disks, job, preflight
 from providers.migration import log as _log
 from providers.migration.domain import DomainSpec, domain_xml
 from providers.migration.handover import End, RouteHandover
 from providers.migration.monitor import Monitor
 from providers.migration.preflight import PreflightError, describe_move
 from providers.plans import handover
+from providers.schema.vm_placement import Boot, Disk, DomainType, Migration, VmPlacementArgs
 from providers.transport import Endpoint
 
-SPEC_FIELDS = ("memory_mib", "vcpus", "vif", "mac", "disks", "boot", "domain_type")
+SPEC_FIELDS = ("memory_mib", "vcpus", "vif", "disks", "boot", "domain_type")
 
 
 class MigrationError(RuntimeError):
@@ -43,26 +45,9 @@ class Placement:
 
 class VmPlacementProvider(HostProvider):
     identity = ("name",)
+    schema = VmPlacementArgs
 
-    # --- check / diff ----------------------------------------------------------------
-
-    def check_inputs(self, checker: validate.Checker) -> None:
-        checker.field("name", lambda v: validate.name(v, "VM name"))
-        checker.field("vif", validate.interface_name)
-        checker.field("ip", validate.address)
-        checker.field("memory_mib", lambda v: validate.integer(v, 96, 1 << 22))
-        checker.field("vcpus", lambda v: validate.integer(v, 1, 256), default=1)
-        checker.field("disks", inputs.parse_disks)
-        checker.field("boot", inputs.parse_boot, required=False)
-        checker.field("migration", inputs.parse_migration, default={})
-        checker.field("fleet", inputs.parse_fleet)
-        checker.field("domain_type", inputs.domain_type, default="qemu")
-        checker.field("delete_disks", lambda v: bool(v), default=False)
-        checker.field("cutover_router", parse_endpoint, required=False)
-        fleet = checker.inputs.get("fleet")
-        host = checker.inputs.get("host")
-        if isinstance(fleet, dict) and isinstance(host, dict) and host.get("name") not in fleet:
-            checker.fail("host", f"{host.get('name')!r} is not one of the stack's hosts")
+    # --- diff ------------------------------------------------------------------------
 
     def diffed_fields(self, news: dict[str, Any]) -> list[str]:
         # Not `cutover_router`: where the network's cutover will switch says nothing about
@@ -83,9 +68,10 @@ class VmPlacementProvider(HostProvider):
                     news["name"],
                     old_host.get("name", "?"),
                     new_host["name"],
-                    sum(int(d["size_mib"]) for d in news.get("disks") or []),
+                    # Not canonicalised here: the engine hands numbers over as floats.
+                    sum(int(d["size_mib"]) for d in news["disks"]),
                     int(news["memory_mib"]),
-                    int((news.get("migration") or {}).get("max_downtime_ms", 100)),
+                    int(news["migration"]["max_downtime_ms"]),
                 )
             )
             # Read-only pre-flight at preview: a move that cannot work fails here.
@@ -109,7 +95,7 @@ class VmPlacementProvider(HostProvider):
         """Where the domain is: the stored host first, then every host of the fleet."""
         import libvirt
 
-        fleet: dict[str, dict[str, Any]] = props.get("fleet") or {}
+        fleet: dict[str, dict[str, Any]] = props["fleet"]
         order = [props["host"]["name"], *[h for h in fleet if h != props["host"]["name"]]]
         found: list[Placement] = []
         for host in order:
@@ -140,8 +126,7 @@ class VmPlacementProvider(HostProvider):
         endpoint = endpoint_of(props)
         conn = self._libvirt(endpoint)
         disks.ensure_disks(self.session(props), props["disks"])
-        spec = DomainSpec.from_props(props, props.get("domain_type", "qemu"))
-        dom = conn.defineXML(domain_xml(spec))
+        dom = conn.defineXML(domain_xml(DomainSpec.from_props(props)))
         if not dom.isActive():
             self._start(props, dom)
             _log(f"{name}: started on {endpoint.name}")
@@ -167,8 +152,7 @@ class VmPlacementProvider(HostProvider):
         placement = self._find(props)
         if placement is None:
             return ReadResult("", {})
-        fleet = props.get("fleet") or {}
-        host = fleet.get(placement.host, props["host"])
+        host = props["fleet"].get(placement.host, props["host"])
         return ReadResult(
             id_,
             {
@@ -195,9 +179,8 @@ class VmPlacementProvider(HostProvider):
             if dom.isPersistent():
                 raise
         if props.get("delete_disks"):
-            fleet = props.get("fleet") or {}
-            session = self.session({"host": fleet.get(placement.host, props["host"])})
-            for disk in props.get("disks") or []:
+            session = self.session({"host": props["fleet"].get(placement.host, props["host"])})
+            for disk in props["disks"]:
                 session.run(["rm", "-f", "--", disk["path"]])
             _log(f"{props['name']}: stopped, undefined and its disks removed on {placement.host}")
         else:
@@ -214,7 +197,7 @@ class VmPlacementProvider(HostProvider):
         target = news["host"]["name"]
         if placement.host != target:
             last = self.migrate(olds, news, placement)
-        spec = DomainSpec.from_props(news, news.get("domain_type", "qemu"))
+        spec = DomainSpec.from_props(news)
         conn = self._libvirt(endpoint_of(news))
         dom = conn.lookupByName(news["name"])
         if any(olds.get(k) != news.get(k) for k in SPEC_FIELDS):
@@ -249,19 +232,19 @@ class VmPlacementProvider(HostProvider):
         self, olds: dict[str, Any], news: dict[str, Any], placement: Placement
     ) -> dict[str, Any]:
         name, source, target = news["name"], placement.host, news["host"]["name"]
-        source_props = {**olds, "host": (olds.get("fleet") or {}).get(source, olds["host"])}
+        source_props = {**olds, "host": olds["fleet"].get(source, olds["host"])}
         create, slices = self.preflight(source_props, news, announce=False)
         target_ssh = self.session(news)
         disks.create_target_disks(self.session(source_props), target_ssh, create, news["disks"])
-        settings = news.get("migration") or {}
-        max_downtime = int(settings.get("max_downtime_ms", 100))
-        spec = DomainSpec.from_props(news, news.get("domain_type", "qemu"))
+        settings = Migration.model_validate(news["migration"])
+        max_downtime = settings.max_downtime_ms
+        spec = DomainSpec.from_props(news)
         source_conn = self._libvirt(endpoint_of(source_props))
         target_conn = self._libvirt(endpoint_of(news))
         dom = source_conn.lookupByName(name)
         params, flags = job.params(spec, slices, settings), job.flags(settings)
         dom.migrateSetMaxDowntime(max_downtime, 0)
-        timeout_s = float(settings.get("timeout_s", 600))
+        timeout_s = float(settings.timeout_s)
         routes = RouteHandover(
             name,
             End(source, self.session(source_props), olds["ip"], olds["vif"]),
@@ -305,7 +288,10 @@ class VmPlacementProvider(HostProvider):
 
 
 class VmPlacement(Resource, module="vm", name="VmPlacement"):
-    """A VM defined and running on one host; changing its host live-migrates it."""
+    """A VM defined and running on one host; changing its host live-migrates it.
+
+    The inputs are VmPlacementArgs' (providers/schema/vm_placement.py); one left None
+    takes its default there."""
 
     host: pulumi.Output[Any]
     running: pulumi.Output[bool]
@@ -314,12 +300,42 @@ class VmPlacement(Resource, module="vm", name="VmPlacement"):
     def __init__(
         self,
         resource_name: str,
-        props: dict[str, Any],
+        *,
+        name: str,
+        host: pulumi.Input[dict[str, Any]],
+        fleet: Mapping[str, pulumi.Input[dict[str, Any]]],
+        ip: str,
+        vif: str,
+        memory_mib: int | None = None,
+        vcpus: int | None = None,
+        disks: Sequence[Disk] = (),
+        boot: Boot | None = None,
+        domain_type: DomainType | None = None,
+        migration: Migration | None = None,
+        delete_disks: bool | None = None,
+        cutover_router: pulumi.Input[dict[str, Any]] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(
             VmPlacementProvider(),
             resource_name,
-            {**props, "uuid": None, "running": None, "last_migration": None},
+            {
+                "name": name,
+                "host": host,
+                "fleet": dict(fleet),
+                "ip": ip,
+                "vif": vif,
+                "memory_mib": memory_mib,
+                "vcpus": vcpus,
+                "disks": [disk.model_dump() for disk in disks],
+                "boot": None if boot is None else dict(boot),
+                "domain_type": domain_type,
+                "migration": None if migration is None else migration.model_dump(),
+                "delete_disks": delete_disks,
+                "cutover_router": cutover_router,
+                "uuid": None,
+                "running": None,
+                "last_migration": None,
+            },
             opts,
         )

@@ -39,17 +39,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from providers.cutover import CutoverError
-from providers.schema.upstream import (
-    DEFAULT_BASE_URL,
-    DEFAULT_ROBOT_TIMEOUT_S,
-    ROBOT_TIMEOUT_S,
-    is_loopback,
-    robot_url,
-)
-from providers.validate import Invalid
+from pydantic import BaseModel, ValidationError
 
-DEFAULT_TIMEOUT_S = float(DEFAULT_ROBOT_TIMEOUT_S)
+from providers.cutover import CutoverError
+from providers.schema.errors import problems
+from providers.schema.upstream import HetznerRobotCutover, Robot, is_loopback
+
 READ_TIMEOUT_S = 30.0
 # One retry after Robot's rate-limit window, and only if the window is this short; the
 # documented windows are an hour, so in practice a rate limit fails at once.
@@ -62,34 +57,30 @@ def _log(line: str) -> None:
     print(line, flush=True)
 
 
-def parse_base_url(value: Any) -> str:
-    """The Robot endpoint: https, or http to a loopback address (the tests' local server)."""
+def _said(where: str, model: type[BaseModel], error: ValidationError) -> str:
+    # Pydantic's own text would print the values (a password among them): the reasons only.
+    found = problems(model, error)
+    return "; ".join(
+        f"{where}.{path}: {reason}" if path else f"{where}: {reason}" for path, reason in found
+    )
+
+
+def _settings(cutover: Mapping[str, Any]) -> HetznerRobotCutover:
+    """The cutover's fields as the Upstream's `check` takes them, defaults filled in."""
     try:
-        return robot_url(value)
-    except Invalid as err:
-        raise CutoverError(f"cutover.base_url {err}") from None
+        return HetznerRobotCutover.model_validate({**cutover, "kind": "hetzner-robot"})
+    except ValidationError as error:
+        raise CutoverError(_said("cutover", HetznerRobotCutover, error)) from None
 
 
-def _parse_timeout(value: Any) -> float:
-    if value is None:
-        return DEFAULT_TIMEOUT_S
-    low, high = ROBOT_TIMEOUT_S.low, ROBOT_TIMEOUT_S.high
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise CutoverError(
-            f"cutover.timeout_s must be a number of seconds in {low}..{high}, got {value!r}"
-        )
-    return float(value)
-
-
-def _parse_credentials(credentials: Any) -> tuple[str, str]:
-    if not isinstance(credentials, Mapping):
-        raise CutoverError("glidepath:robot must be a mapping {user, password} (as secrets)")
-    user, password = credentials.get("user"), credentials.get("password")
-    if not isinstance(user, str) or not user or not isinstance(password, str) or not password:
-        raise CutoverError("glidepath:robot must set both user and password (as secrets)")
-    if ":" in user:
-        raise CutoverError("glidepath:robot user must not contain ':' (HTTP basic auth)")
-    return user, password
+def _credentials(credentials: Any) -> tuple[str, str]:
+    try:
+        robot = Robot.model_validate(credentials)
+    except ValidationError as error:
+        raise CutoverError(_said("glidepath:robot", Robot, error) + " (as secrets)") from None
+    if not isinstance(robot.user, str) or not isinstance(robot.password, str):
+        raise CutoverError("glidepath:robot is still encrypted (secure: ...)")
+    return robot.user, robot.password
 
 
 def _prefixlen(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, netmask: str) -> int:
@@ -134,17 +125,12 @@ class HetznerRobot:
             self.prefix = ipaddress.ip_network(prefix, strict=False)
         except ValueError:
             raise CutoverError(f"{prefix!r} is not an IP prefix") from None
-        self.base_url = parse_base_url(cutover.get("base_url", DEFAULT_BASE_URL))
-        failover = cutover.get("failover_ip") or str(self.prefix.network_address)
-        try:
-            self.failover_ip = str(ipaddress.ip_address(failover))
-        except ValueError:
-            raise CutoverError(
-                f"cutover.failover_ip {failover!r} is not an IP address (for a failover net, "
-                "its net address)"
-            ) from None
-        self.timeout_s = _parse_timeout(cutover.get("timeout_s"))
-        self._user, self._password = _parse_credentials(credentials)
+        settings = _settings(cutover)
+        self.base_url = settings.base_url
+        # A failover net is addressed by its net address.
+        self.failover_ip = settings.failover_ip or str(self.prefix.network_address)
+        self.timeout_s = float(settings.timeout_s)
+        self._user, self._password = _credentials(credentials)
         token = base64.b64encode(f"{self._user}:{self._password}".encode()).decode("ascii")
         self._authorization = f"Basic {token}"
         self._sleep = sleep
@@ -241,7 +227,7 @@ class HetznerRobot:
         self, method: str, form: dict[str, str] | None, timeout: float
     ) -> dict[str, Any] | RobotError:
         data = urllib.parse.urlencode(form).encode() if form is not None else None
-        # The scheme is https (or http to loopback): parse_base_url allows nothing else.
+        # The scheme is https (or http to loopback): the cutover's base_url allows no other.
         request = urllib.request.Request(self._url(), data=data, method=method)  # noqa: S310
         request.add_header("Authorization", self._authorization)
         request.add_header("Accept", "application/json")

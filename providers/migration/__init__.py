@@ -1,7 +1,6 @@
 """A VM placement's live migration, one job per module (providers/vm_placement.py wires
 them into the resource):
 
-- `inputs`: the VmPlacement's input fields, checked.
 - `domain`: the domain XML (pure).
 - `disks`: the VM's raw disk files on a host: sizes, what a target needs, creating them.
 - `preflight`: the preview's sentence about a move and the read-only checks that it can work.

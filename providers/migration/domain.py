@@ -6,8 +6,11 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 from xml.sax.saxutils import escape, quoteattr
+
+from providers.schema.vif_route_script import DEFAULT_PATH as VIF_SCRIPT
+from providers.schema.vm_placement import DomainType
 
 
 @dataclass(frozen=True)
@@ -27,30 +30,30 @@ class DomainSpec:
     vif: str
     mac: str
     disks: tuple[Disk, ...]
-    domain_type: str = "qemu"  # "kvm" where /dev/kvm runs the guest, else TCG
+    domain_type: str  # "kvm" where /dev/kvm runs the guest, "qemu" for TCG
     kernel: str = ""
     initrd: str = ""
     cmdline: str = ""
-    vif_script: str = "/etc/libvirt/scripts/vif-route"
+    vif_script: str = VIF_SCRIPT
 
     @staticmethod
-    def from_props(props: dict[str, Any], domain_type: str = "qemu") -> DomainSpec:
-        boot = props.get("boot") or {}
+    def from_props(props: dict[str, Any]) -> DomainSpec:
+        """`props`: a VmPlacement's inputs, as its `check` made them (every default in)."""
+        boot = props["boot"]
         return DomainSpec(
             name=props["name"],
             memory_mib=int(props["memory_mib"]),
-            vcpus=int(props.get("vcpus", 1)),
+            vcpus=int(props["vcpus"]),
             vif=props["vif"],
-            mac=props.get("mac") or mac_for(props["name"]),
+            mac=mac_for(props["name"]),
             disks=tuple(
                 Disk(d["path"], int(d["size_mib"]), f"vd{chr(ord('a') + i)}")
-                for i, d in enumerate(props.get("disks") or [])
+                for i, d in enumerate(props["disks"])
             ),
-            domain_type=domain_type,
+            domain_type=props["domain_type"],
             kernel=boot.get("kernel", ""),
             initrd=boot.get("initrd", ""),
             cmdline=boot.get("cmdline", ""),
-            vif_script=props.get("vif_script", "/etc/libvirt/scripts/vif-route"),
         )
 
 
@@ -81,8 +84,10 @@ def console_log_path(name: str) -> str:
 def domain_xml(spec: DomainSpec, disk_slices: dict[str, int] | None = None) -> str:
     """The domain XML. `disk_slices` maps a disk path to the bytes of its guest-visible
     size where the file underneath is bigger (a migration onto a grown target disk)."""
-    if spec.domain_type not in ("qemu", "kvm"):
-        raise ValueError(f"domain type must be qemu or kvm, not {spec.domain_type!r}")
+    if spec.domain_type not in get_args(DomainType):
+        raise ValueError(
+            f"domain type must be one of {get_args(DomainType)}, not {spec.domain_type!r}"
+        )
     q = quoteattr
     slices = disk_slices or {}
     boot = ""

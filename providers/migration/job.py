@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from providers.migration.domain import DomainSpec, domain_xml
+from providers.schema.vm_placement import Migration
 
 
-def flags(settings: dict[str, Any]) -> int:
+def flags(settings: Migration) -> int:
     """`settings`: the VmPlacement's `migration` input."""
     import libvirt
 
@@ -18,12 +19,12 @@ def flags(settings: dict[str, Any]) -> int:
         | libvirt.VIR_MIGRATE_PERSIST_DEST  # define it on the target, not just run it
         | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE  # and forget it on the source: one owner
     )
-    if settings.get("auto_converge", True):
+    if settings.auto_converge:
         value |= libvirt.VIR_MIGRATE_AUTO_CONVERGE  # throttle a guest that dirties faster
     return value
 
 
-def params(spec: DomainSpec, slices: dict[str, int], settings: dict[str, Any]) -> dict[str, Any]:
+def params(spec: DomainSpec, slices: dict[str, int], settings: Migration) -> dict[str, Any]:
     """The destination XML (with `slices` for bigger target disks), the disks to copy, and
     the bandwidth limit if `settings` sets one."""
     import libvirt
@@ -32,8 +33,8 @@ def params(spec: DomainSpec, slices: dict[str, int], settings: dict[str, Any]) -
         libvirt.VIR_MIGRATE_PARAM_DEST_XML: domain_xml(spec, slices),
         libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS: [d.target for d in spec.disks],
     }
-    if int(settings.get("bandwidth_mib_s", 0)) > 0:
-        value[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = int(settings["bandwidth_mib_s"])
+    if settings.bandwidth_mib_s > 0:
+        value[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = settings.bandwidth_mib_s
     return value
 
 

@@ -74,7 +74,7 @@ def check(
         # Against what the target's hypervisor offers for this domain type (TCG can
         # emulate models the host CPU lacks; KVM cannot).
         verdict = target_conn.compareHypervisorCPU(
-            None, "x86_64", None, news.get("domain_type", "qemu"), cpu, 0
+            None, "x86_64", None, news["domain_type"], cpu, 0
         )
         if verdict == libvirt.VIR_CPU_COMPARE_INCOMPATIBLE:
             problems.append(f"{target.name}'s CPU cannot run the VM's CPU model")

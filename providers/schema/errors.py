@@ -7,21 +7,26 @@ for a mapping's key); walking the model's types along a location tells them apar
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import NoneType, UnionType
 from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 from typing_extensions import is_typeddict
 
 Problem = tuple[str, str]
 """(path, reason): `("vms.blog.memory_mib", "must be an integer from 96 to 4194304, ...")`."""
 
 
-def problems(model: type[BaseModel], error: ValidationError) -> list[Problem]:
-    """Every error of validating `model`, in order; a model's unknown fields in one line."""
+def problems(
+    model: type[BaseModel], error: ValidationError | Sequence[ErrorDetails]
+) -> list[Problem]:
+    """Every error of validating `model` (or those of its errors given), in order; a
+    model's unknown fields in one line."""
     found: list[Problem] = []
     unknown: dict[str, tuple[int, list[str], Any]] = {}  # path -> (line, fields, model)
-    for item in error.errors():
+    for item in error.errors() if isinstance(error, ValidationError) else error:
         loc, kind, context = item["loc"], item["type"], item.get("ctx") or {}
         if kind == "extra_forbidden":
             path, parent = _walk(model, loc[:-1])

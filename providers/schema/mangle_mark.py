@@ -23,7 +23,7 @@ CHAINS: tuple[str, ...] = get_args(Chain)
 _COMMENT = re.compile(rf"^{OWNER}( [A-Za-z0-9_.:/=-][A-Za-z0-9 _.:/=-]{{0,200}})?$")
 
 
-def _owned(comment: Any) -> str:
+def owned_comment(comment: Any) -> str:
     if isinstance(comment, str) and _COMMENT.fullmatch(comment):
         return comment
     raise Invalid(
@@ -43,4 +43,4 @@ class MangleMarkArgs(ResourceArgs):
     """One interface, or every one with a prefix: `vif+`."""
     mark: Mark
     chain: Annotated[Chain, BeforeValidator(_upper)] = "PREROUTING"
-    comment: Annotated[str, checked(_owned)] = OWNER
+    comment: Annotated[str, checked(owned_comment)] = OWNER

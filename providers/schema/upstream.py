@@ -11,9 +11,11 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationInfo,
     ValidatorFunctionWrapHandler,
     WrapValidator,
+    model_serializer,
     model_validator,
 )
 
@@ -99,10 +101,11 @@ class _Cutover(Model):
     first_packet_timeout_s: FirstPacketTimeout = FIRST_PACKET_TIMEOUT_S
     """How long the new upstream waits for the first packet that arrives directly."""
 
-    @property
-    def settings(self) -> dict[str, Any]:
-        """The fields given (not the defaults), as the Upstream's `cutover` input has them."""
-        return self.model_dump(exclude_unset=True, exclude={"kind"})
+    @model_serializer(mode="wrap")
+    def _as_given(self, dump: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Dumped as the stack gives it, the Upstream's `cutover` input: a default filled in
+        # here would show as an update of every Upstream stored without it.
+        return {key: value for key, value in dump(self).items() if key in self.model_fields_set}
 
 
 class LabRouterCutover(_Cutover):

@@ -115,3 +115,13 @@ def test_refreshed_down_state_is_a_change() -> None:
     olds, _ = _check()
     result = TunnelProvider().diff("x", {**olds, "state": "down"}, olds)
     assert result.changes and not result.replaces
+
+
+def test_refreshed_outputs_stay_canonical_where_state_is_down() -> None:
+    # `state` is an output too: what `canonical` reads back after a refresh saw the link down.
+    olds, _ = _check()
+    stored = {**olds, "tun": 5.0, "state": "down", "keeper_pid": None}
+    canonical = TunnelProvider().canonical(stored)
+    assert canonical["state"] == "down"
+    assert canonical["tun"] == 5 and isinstance(canonical["tun"], int)
+    assert canonical["peer"] == olds["peer"]

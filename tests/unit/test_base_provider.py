@@ -1,17 +1,22 @@
 """The base provider's entry points and its one converge path, on a toy provider and a
 fake host (no lab): the order of the steps, the canonical inputs every hook sees, the
-error when the host does not hold the result, and what the engine gets back."""
+error when the host does not hold the result, and what the engine gets back; and `check`
+with a provider's schema: canonical inputs, failures named by field, unknown values."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 from pulumi.dynamic import ReadResult
+from pulumi.runtime import rpc
+from pydantic import model_validator
 
 from providers import base, transport, validate
-from providers.base import Converged, HostProvider, Plans
+from providers.base import Converged, HostProvider, Plans, check_with
 from providers.plans import Plan
+from providers.schema import host as host_schema
+from providers.schema.fields import Between, ResourceArgs, at
 from providers.transport import Endpoint, SshCredentials
 
 pytestmark = [pytest.mark.unit]
@@ -34,16 +39,23 @@ class FakeHost:
             self.value = int(argv[1])
 
 
+Count = Annotated[int, Between(0, 9)]
+
+
+class ToyArgs(ResourceArgs):
+    host: host_schema.Endpoint
+    count: Count
+
+
 class Toy(HostProvider[int]):
     """`count` on the host: plans `prepare` then `set <count>`, each made only after the
     one before it ran."""
 
+    schema = ToyArgs
+
     def __init__(self, host: FakeHost) -> None:
         super().__init__()
         self.host = host
-
-    def check_inputs(self, checker: validate.Checker) -> None:
-        checker.field("count", lambda v: validate.integer(v, 0, 9))
 
     def facts(self, session: Any, props: dict[str, Any]) -> int:
         self.host.steps.append(f"facts {props['count']!r}")
@@ -142,3 +154,80 @@ def test_read_reports_gone_as_an_empty_id(toy: Toy, host: FakeHost) -> None:
 def test_delete_removes_from_canonical_outputs(toy: Toy, host: FakeHost) -> None:
     toy.delete("toy:count", {"host": HOST, "count": 3.0})
     assert host.steps == ["remove 3"]
+
+
+class LimitedArgs(ResourceArgs):
+    """A rule between fields, and a default it may meet."""
+
+    host: host_schema.Endpoint
+    count: Count
+    limit: Count = 1
+
+    @model_validator(mode="after")
+    def _within(self) -> LimitedArgs:
+        if self.count > self.limit:
+            raise at(("count", f"{self.count} is above the limit {self.limit}"))
+        return self
+
+
+def _failures(news: dict[str, Any]) -> dict[str, str]:
+    return {f.property: f.reason for f in check_with(LimitedArgs, news)[1]}
+
+
+def test_check_makes_inputs_canonical_and_keeps_the_outputs_beside_them() -> None:
+    inputs, failures = check_with(LimitedArgs, {"host": HOST, "count": 1.0, "before": 0.0})
+    assert failures == []
+    assert inputs == {"host": {**HOST, "port": 22}, "count": 1, "limit": 1, "before": 0.0}
+    assert isinstance(inputs["count"], int)
+    assert check_with(LimitedArgs, {"host": HOST, "count": 1, "limit": None})[0]["limit"] == 1
+
+
+def test_a_failure_names_the_field_and_says_where_inside_it() -> None:
+    failures = _failures({"host": {"name": "toy", "address": "x", "port": 0}, "count": 10})
+    assert set(failures) == {"host", "count"}
+    assert failures["host"].startswith("host.address: 'x' is not an IP address; host.port: ")
+    assert failures["count"].startswith("count: must be an integer from 0 to 9")
+    assert _failures({"host": HOST, "count": 3}) == {"count": "count: 3 is above the limit 1"}
+    assert _failures({"host": HOST}) == {"count": "count: is missing"}
+
+
+def test_the_other_fields_stay_canonical_where_one_is_wrong() -> None:
+    # As `canonical` needs it for stored outputs a refresh made invalid.
+    inputs, failures = check_with(LimitedArgs, {"host": HOST, "count": 2.0, "limit": "x"})
+    assert [f.property for f in failures] == ["limit"]
+    assert inputs == {"host": {**HOST, "port": 22}, "count": 2, "limit": "x"}
+
+
+def test_unknown_values_and_the_rules_they_take_part_in_wait_for_up() -> None:
+    inputs, failures = check_with(LimitedArgs, {"host": HOST, "count": rpc.UNKNOWN})
+    assert failures == []
+    assert inputs == {"host": {**HOST, "port": 22}, "count": rpc.UNKNOWN, "limit": 1}
+    # The limit's default would refuse 3: the rule waits for the limit.
+    assert _failures({"host": HOST, "count": 3, "limit": rpc.UNKNOWN}) == {}
+    # Anywhere inside a field.
+    host = {**HOST, "address": rpc.UNKNOWN}
+    assert check_with(LimitedArgs, {"host": host, "count": 1})[0]["host"] == host
+    assert set(_failures({"host": host, "count": 10})) == {"count"}
+
+
+def test_derived_fields_only_from_valid_inputs(host: FakeHost) -> None:
+    class Counted(Toy):
+        def derived(self, inputs: dict[str, Any]) -> dict[str, Any]:
+            return {"twice": inputs["count"] * 2}
+
+    assert Counted(host).check({}, {"host": HOST, "count": 2.0}).inputs["twice"] == 4
+    assert "twice" not in Counted(host).check({}, {"host": HOST, "count": 20}).inputs
+
+
+def test_a_provider_without_a_schema_checks_in_check_inputs() -> None:
+    class Unschemed(HostProvider[int]):
+        def check_inputs(self, checker: validate.Checker) -> None:
+            checker.field("count", lambda v: validate.integer(v, 0, 9))
+
+    checked = Unschemed().check({}, {"host": HOST, "count": 3.0})
+    assert (checked.inputs, checked.failures) == ({"host": {**HOST, "port": 22}, "count": 3}, [])
+    bad = Unschemed().check({}, {"host": {"name": "toy"}, "count": 10})
+    assert {f.property: f.reason for f in bad.failures or []} == {
+        "host": "host: address: is missing",
+        "count": "count: must be an integer from 0 to 9, got 10",
+    }

@@ -415,8 +415,10 @@ def test_the_config_is_what_the_components_read() -> None:
     }
     network = config.networks["net0"]
     assert (network.name, network.table_id, network.tunnel_route_metric) == ("net0", 201, 100)
-    # The Upstream's `cutover` input: what the stack gives, no defaults added.
-    assert network.cutover.settings == {"router": {"name": "core", "address": "198.18.0.2"}}
+    # The Upstream's `cutover` input: what the stack gives, no defaults added (the router
+    # is an endpoint, whole).
+    router = {"name": "core", "address": "198.18.0.2", "port": 22, "user": "root"}
+    assert network.cutover.model_dump() == {"kind": "lab-router", "router": router}
     assert network.cutover.first_packet_timeout_s == 60
     assert config.vms_of("net0") == [config.vms["blog"]]
     assert config.link_between("new", "old") is config.links[0]

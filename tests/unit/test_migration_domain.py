@@ -15,8 +15,11 @@ def _spec() -> DomainSpec:
         {
             "name": "blog",
             "memory_mib": 128,
+            "vcpus": 1,
             "vif": "vif0",
             "disks": [{"path": "/var/lib/libvirt/images/blog.img", "size_mib": 64}],
+            "domain_type": "kvm",
+            "boot": {},
         }
     )
 

@@ -8,6 +8,7 @@ import pytest
 
 from providers.migration import job
 from providers.migration.domain import DomainSpec, domain_xml
+from providers.schema.vm_placement import Migration
 
 pytestmark = [pytest.mark.unit]
 
@@ -15,8 +16,11 @@ SPEC = DomainSpec.from_props(
     {
         "name": "blog",
         "memory_mib": 128,
+        "vcpus": 1,
         "vif": "vif0",
         "disks": [{"path": "/a.img", "size_mib": 64}, {"path": "/b.img", "size_mib": 8}],
+        "domain_type": "qemu",
+        "boot": {},
     }
 )
 ONE_OWNER = (
@@ -28,17 +32,17 @@ ONE_OWNER = (
 
 
 def test_a_live_copy_with_one_owner_throttled_unless_told_not_to() -> None:
-    assert job.flags({}) == ONE_OWNER | libvirt.VIR_MIGRATE_AUTO_CONVERGE
-    assert job.flags({"auto_converge": False}) == ONE_OWNER
+    assert job.flags(Migration()) == ONE_OWNER | libvirt.VIR_MIGRATE_AUTO_CONVERGE
+    assert job.flags(Migration(auto_converge=False)) == ONE_OWNER
 
 
 def test_params_name_the_destination_xml_the_disks_and_a_bandwidth_if_set() -> None:
     slices = {"/a.img": 64 * 1024 * 1024}
-    assert job.params(SPEC, slices, {"bandwidth_mib_s": 0}) == {
+    assert job.params(SPEC, slices, Migration()) == {
         libvirt.VIR_MIGRATE_PARAM_DEST_XML: domain_xml(SPEC, slices),
         libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS: ["vda", "vdb"],
     }
-    limited = job.params(SPEC, {}, {"bandwidth_mib_s": 5})
+    limited = job.params(SPEC, {}, Migration(bandwidth_mib_s=5))
     assert limited[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] == 5
 
 

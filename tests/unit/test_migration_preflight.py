@@ -16,7 +16,12 @@ from tests.support.fake_hosts import FakeSession
 pytestmark = [pytest.mark.unit]
 
 IMG = "/var/lib/libvirt/images/blog.img"
-NEWS: dict[str, Any] = {"name": "blog", "memory_mib": 128, "disks": [{"path": IMG, "size_mib": 64}]}
+NEWS: dict[str, Any] = {
+    "name": "blog",
+    "memory_mib": 128,
+    "disks": [{"path": IMG, "size_mib": 64}],
+    "domain_type": "kvm",
+}
 PINNED_CPU = "<domain><cpu mode='custom'><model>Haswell</model></cpu></domain>"
 
 

@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 
 from components.config import ConfigError, parse_config
 from providers import validate
-from providers.mangle_mark import parse_comment
 from providers.plans import PlanError
 from providers.plans import vif_route_script as vif_route_plans
+from providers.schema.mangle_mark import owned_comment
 from providers.transport import quote_argv
 from tests.unit.test_config import GOOD
 
@@ -210,7 +210,7 @@ def test_the_stack_config_takes_no_name_a_shell_would_read(field: str, value: st
 @pytest.mark.parametrize(
     ("parse", "value"),
     [
-        (parse_comment, "glidepath net0"),
+        (owned_comment, "glidepath net0"),
         (vif_route_plans.check_path, "/etc/libvirt/scripts/vif-route"),
         (validate.interface_name, "vif0"),
         (validate.name, "blog"),

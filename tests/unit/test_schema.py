@@ -1,5 +1,6 @@
 """providers/schema: each resource's inputs accepted and refused as its provider's `check`
-does them, with the stack config's rules where the two disagreed."""
+does them (most providers check with the model itself), with the stack config's rules where
+the two once disagreed."""
 
 from __future__ import annotations
 
@@ -183,6 +184,7 @@ RESOURCES: list[tuple[Any, type[BaseModel], dict[str, Any], list[tuple[str, Any]
 
 
 GOOD = {model: good for _, model, good, _ in RESOURCES}
+PROVIDER = {model: provider for provider, model, _, _ in RESOURCES}
 
 
 def _check(provider: Any, inputs: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
@@ -261,6 +263,7 @@ def test_the_stack_configs_rules_hold_for_the_resources(
     model: type[BaseModel], good: dict[str, Any], field: str, bad: Any
 ) -> None:
     assert _validate(model, {**good, field: bad})[1] == {field}
+    assert _check(PROVIDER[model], {**good, field: bad})[1] == {field}
 
 
 def test_defaults_are_the_stack_configs() -> None:
