@@ -52,7 +52,6 @@ from pydantic_core import ErrorDetails
 
 from providers import transport, validate
 from providers.plans import Plan
-from providers.schema import host as host_schema
 from providers.schema.errors import problems
 from providers.schema.fields import ResourceArgs
 from providers.transport import Endpoint, SshCredentials, SshSession
@@ -163,26 +162,15 @@ def _each_field(schema: type[BaseModel], known: dict[str, Any]) -> dict[str, Any
     return canonical
 
 
-def _endpoint(value: Any) -> dict[str, Any]:
-    """The `host` input of a provider without a `schema`."""
-    try:
-        return host_schema.Endpoint.model_validate(value).model_dump()
-    except ValidationError as err:
-        found = problems(host_schema.Endpoint, err)
-        raise validate.Invalid(
-            "; ".join(f"{path}: {reason}" if path else reason for path, reason in found)
-        ) from None
-
-
 class HostProvider(ResourceProvider, Generic[Found]):
     """Base for providers that act on one host over SSH: the entry points and the converge
     path here, the hooks in each provider (see the module docstring)."""
 
     #: Input fields whose change means a different thing on the host: replace, not update.
     identity: tuple[str, ...] = ("host",)
-    #: The inputs' model (providers/schema/), which `check` validates them with; a provider
-    #: without one checks them in `check_inputs`.
-    schema: ClassVar[type[ResourceArgs] | None] = None
+    #: The inputs' model (providers/schema/), which `check` validates them with: the one
+    #: place each rule and default is spelled, shared with the stack config's parser.
+    schema: ClassVar[type[ResourceArgs]]
 
     def canonical(self, props: dict[str, Any]) -> dict[str, Any]:
         """Props with every input field re-parsed by `check` (other fields kept as they are).
@@ -297,11 +285,6 @@ class HostProvider(ResourceProvider, Generic[Found]):
         return transport.session(endpoint_of(props, key), self._credentials)
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        if self.schema is None:
-            checker = validate.Checker(news)
-            checker.field("host", _endpoint)
-            self.check_inputs(checker)
-            return CheckResult(checker.inputs, checker.failures)
         inputs, failures = check_with(self.schema, news)
         if not failures:
             inputs.update(self.derived(inputs))
@@ -310,10 +293,6 @@ class HostProvider(ResourceProvider, Generic[Found]):
     def derived(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """Fields `check` adds to valid inputs, derived from them (MangleMark's `copies`)."""
         return {}
-
-    def check_inputs(self, checker: validate.Checker) -> None:
-        """Without a `schema`: subclasses validate their fields here (the host is validated
-        for them)."""
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         fields = self.diffed_fields(news)

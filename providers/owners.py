@@ -19,16 +19,16 @@ OWNERS_DIR = "/var/lib/glidepath/owners"
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
 
 
-def parse_owner(value: object) -> str:
-    """`<project>.<stack>`: a plain file name (Pulumi's stack names are [A-Za-z0-9_.-])."""
-    if not isinstance(value, str) or not is_owner(value):
-        raise validate.Invalid(f"{value!r} is not an owner name (project.stack)")
-    return value
+parse_owner = validate.owner_name
 
 
 def is_owner(name: str) -> bool:
     """True for a name `parse_owner` accepts (files on a host may be called anything)."""
-    return bool(_NAME.fullmatch(name)) and ".." not in name
+    try:
+        validate.owner_name(name)
+    except validate.Invalid:
+        return False
+    return True
 
 
 def _artifact_dir(artifact: str) -> str:

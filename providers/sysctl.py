@@ -14,14 +14,12 @@ from typing import Any, NamedTuple
 import pulumi
 from pulumi.dynamic import Resource
 
-from providers import owners, validate
+from providers import owners
 from providers.base import Converged, HostProvider, Plans, apply
 from providers.facts import sysctl as facts
 from providers.plans import sysctl as plans
+from providers.schema.sysctl import SysctlArgs
 from providers.transport import SshSession
-
-#: The owner of direct provider calls that name none (a stack passes its own).
-DEFAULT_OWNER = "glidepath"
 
 
 def _current(session: SshSession, key: str) -> str | None:
@@ -46,10 +44,7 @@ def _held(session: SshSession, key: str) -> _Found:
 class SysctlProvider(HostProvider[_Found]):
     identity = ("host", "key")
 
-    def check_inputs(self, checker: validate.Checker) -> None:
-        checker.field("key", validate.sysctl_key)
-        checker.field("value", validate.sysctl_value)
-        checker.field("owner", owners.parse_owner, default=DEFAULT_OWNER)
+    schema = SysctlArgs
 
     def diffed_fields(self, news: dict[str, Any]) -> list[str]:
         return ["host", "key", "value", "owner"]
@@ -122,7 +117,7 @@ class Sysctl(Resource, module="net", name="Sysctl"):
         host: pulumi.Input[dict[str, Any]],
         key: pulumi.Input[str],
         value: pulumi.Input[str],
-        owner: pulumi.Input[str] = DEFAULT_OWNER,
+        owner: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(

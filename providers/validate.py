@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable
 from typing import Any, TypeVar
-
-from pulumi.dynamic import CheckFailure
 
 T = TypeVar("T")
 
@@ -196,36 +193,6 @@ def sysctl_value(value: Any) -> str:
     return " ".join(text.split())
 
 
-class Checker:
-    """Collects canonical values and failures for one `check` call."""
-
-    def __init__(self, news: dict[str, Any]) -> None:
-        self.news = news
-        self.inputs: dict[str, Any] = dict(news)
-        self.failures: list[CheckFailure] = []
-
-    def field(
-        self, key: str, parse: Callable[[Any], T], *, required: bool = True, default: Any = None
-    ) -> T | None:
-        value = self.news.get(key, default)
-        if value is None:
-            if required:
-                self.failures.append(CheckFailure(key, f"{key} is required"))
-            return None
-        if is_unknown(value):
-            return None  # known at `up`; checked again then
-        try:
-            canonical = parse(value)
-        except Invalid as err:
-            self.failures.append(CheckFailure(key, f"{key}: {err}"))
-            return None
-        self.inputs[key] = canonical
-        return canonical
-
-    def fail(self, key: str, reason: str) -> None:
-        self.failures.append(CheckFailure(key, f"{key}: {reason}"))
-
-
 #: Tables iproute2 knows without rt_tables (lib/rt_names.c); their ids are not ours to name.
 BUILTIN_TABLES = {"unspec": 0, "default": 253, "main": 254, "local": 255}
 
@@ -258,3 +225,13 @@ def table(value: Any) -> int | str:
     if isinstance(value, str) and value.strip() in BUILTIN_TABLES and value.strip() != "unspec":
         return value.strip()
     return table_name(value)
+
+
+_OWNER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
+
+
+def owner_name(value: Any) -> str:
+    """`<project>.<stack>`: a plain file name (Pulumi's stack names are [A-Za-z0-9_.-])."""
+    if not isinstance(value, str) or not _OWNER.fullmatch(value) or ".." in value:
+        raise Invalid(f"{value!r} is not an owner name (project.stack)")
+    return value

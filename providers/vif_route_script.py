@@ -23,54 +23,22 @@ or an edited or removed file of the owner shows as drift and `up` rewrites it.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import pulumi
 from pulumi.dynamic import Resource
 
-from providers import owners, validate
+from providers import validate
 from providers.base import Converged, HostProvider, Plans, apply
 from providers.facts import vif_route_script as facts
-from providers.plans import PlanError
 from providers.plans import vif_route_script as plans
+from providers.schema.vif_route_script import VifRouteScriptArgs
 from providers.transport import SshSession
-
-DEFAULT_PATH = "/etc/libvirt/scripts/vif-route"
-#: The owner of direct provider calls that name none (a stack passes its own).
-DEFAULT_OWNER = "glidepath"
 
 
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def parse_path(value: Any) -> str:
-    if not isinstance(value, str):
-        raise validate.Invalid(f"must be an absolute path, got {value!r}")
-    try:
-        return plans.check_path(value)
-    except PlanError as err:
-        raise validate.Invalid(str(err)) from err
-
-
-def parse_routes(value: Any) -> dict[str, str]:
-    """{vif: VM IPv4 address}, canonical (sorted by vif); one address per vif and VM."""
-    if not isinstance(value, Mapping):
-        raise validate.Invalid(f"must be a mapping of vif name to VM address, got {value!r}")
-    routes: dict[str, str] = {}
-    vif_of: dict[str, str] = {}
-    for vif in sorted(value, key=str):
-        name = validate.interface_name(vif)  # no wildcard: one tap, one VM
-        address = validate.address(value[vif])
-        if ipaddress.ip_address(address).version != 4:
-            raise validate.Invalid(f"{vif}: {address} is IPv6; the script routes IPv4 (/32)")
-        if address in vif_of:
-            raise validate.Invalid(f"{vif_of[address]} and {vif} both route {address}")
-        vif_of[address] = name
-        routes[name] = address
-    return routes
 
 
 def _has_unknown(value: Any) -> bool:
@@ -97,19 +65,15 @@ class _Found(NamedTuple):
 class VifRouteScriptProvider(HostProvider[_Found]):
     identity = ("host", "path")
 
-    def check_inputs(self, checker: validate.Checker) -> None:
-        path = checker.field("path", parse_path, default=DEFAULT_PATH)
-        checker.field("owner", owners.parse_owner, default=DEFAULT_OWNER)
-        if path is not None:
-            # Derived, not given: what the files must hold, compared with what read finds.
-            checker.inputs["sha256"] = sha256(plans.render(path))
-            checker.inputs["mode"] = plans.MODE
-        raw_routes = checker.news.get("routes")
-        if _has_unknown(raw_routes):
-            return  # a VM's address known only at `up`: checked then
-        routes = checker.field("routes", parse_routes)
-        if routes is not None:
-            checker.inputs["fragment_sha256"] = sha256(plans.render_fragment(routes))
+    schema = VifRouteScriptArgs
+
+    def derived(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        # What the files must hold, compared with what read finds (drift). Routes known
+        # only at `up` (a VM's address) leave the fragment's digest for then.
+        derived = {"sha256": sha256(plans.render(inputs["path"])), "mode": plans.MODE}
+        if not _has_unknown(inputs.get("routes")):
+            derived["fragment_sha256"] = sha256(plans.render_fragment(inputs["routes"]))
+        return derived
 
     def diffed_fields(self, news: dict[str, Any]) -> list[str]:
         return ["host", "path", "routes", "owner", "sha256", "mode", "fragment_sha256"]
@@ -229,8 +193,8 @@ class VifRouteScript(Resource, module="net", name="VifRouteScript"):
         resource_name: str,
         host: pulumi.Input[dict[str, Any]],
         routes: pulumi.Input[Mapping[str, pulumi.Input[str]]],
-        path: pulumi.Input[str] = DEFAULT_PATH,
-        owner: pulumi.Input[str] = DEFAULT_OWNER,
+        path: pulumi.Input[str] | None = None,
+        owner: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(

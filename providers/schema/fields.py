@@ -115,6 +115,10 @@ Boolean = Annotated[bool, checked(validate.boolean)]
 #: A netfilter mark, as `ip rule fwmark` and iptables `--set-mark` take it.
 Mark = Annotated[int, Between(1, 0xFFFFFFFF)]
 Ipv4Address = Annotated[str, checked(validate.ipv4_address)]
+#: The stack that holds a host artifact several stacks share (providers/owners.py).
+Owner = Annotated[str, checked(validate.owner_name)]
+#: Owner of a resource declared without one (a direct provider test).
+DEFAULT_OWNER = "glidepath"
 
 
 class Secure(Model):

@@ -7,7 +7,14 @@ from typing import Annotated
 from pydantic import AfterValidator
 
 from providers import validate
-from providers.schema.fields import InterfaceName, Ipv4Address, ResourceArgs, checked
+from providers.schema.fields import (
+    DEFAULT_OWNER,
+    InterfaceName,
+    Ipv4Address,
+    Owner,
+    ResourceArgs,
+    checked,
+)
 from providers.schema.host import Endpoint
 from providers.validate import Invalid
 
@@ -30,3 +37,5 @@ class VifRouteScriptArgs(ResourceArgs):
     path: Annotated[str, checked(validate.file_path)] = DEFAULT_PATH
     routes: Annotated[dict[InterfaceName, Ipv4Address], AfterValidator(_one_vif_per_address)]
     """vif -> the VM's address; a vif is one tap, so no wildcard."""
+    owner: Owner = DEFAULT_OWNER
+    """The stack whose routes these are (one file of routes per stack beside the script)."""

@@ -12,7 +12,7 @@ from pulumi.dynamic import ReadResult
 from pulumi.runtime import rpc
 from pydantic import model_validator
 
-from providers import base, transport, validate
+from providers import base, transport
 from providers.base import Converged, HostProvider, Plans, check_with
 from providers.plans import Plan
 from providers.schema import host as host_schema
@@ -217,17 +217,3 @@ def test_derived_fields_only_from_valid_inputs(host: FakeHost) -> None:
 
     assert Counted(host).check({}, {"host": HOST, "count": 2.0}).inputs["twice"] == 4
     assert "twice" not in Counted(host).check({}, {"host": HOST, "count": 20}).inputs
-
-
-def test_a_provider_without_a_schema_checks_in_check_inputs() -> None:
-    class Unschemed(HostProvider[int]):
-        def check_inputs(self, checker: validate.Checker) -> None:
-            checker.field("count", lambda v: validate.integer(v, 0, 9))
-
-    checked = Unschemed().check({}, {"host": HOST, "count": 3.0})
-    assert (checked.inputs, checked.failures) == ({"host": {**HOST, "port": 22}, "count": 3}, [])
-    bad = Unschemed().check({}, {"host": {"name": "toy"}, "count": 10})
-    assert {f.property: f.reason for f in bad.failures or []} == {
-        "host": "host: address: is missing",
-        "count": "count: must be an integer from 0 to 9, got 10",
-    }
