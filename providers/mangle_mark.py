@@ -102,8 +102,6 @@ class MangleMark(Resource, module="net", name="MangleMark"):
     """`iptables -t mangle -A <chain> -s <source> -i <in_interface> -j MARK --set-mark <mark>`
     on a host, tagged with a glidepath comment."""
 
-    copies: pulumi.Output[int]
-
     def __init__(
         self,
         resource_name: str,

@@ -108,12 +108,6 @@ class PolicyRuleProvider(HostProvider[_Found]):
 class PolicyRule(Resource, module="net", name="PolicyRule"):
     """`ip rule add priority P fwmark M table T` on a host."""
 
-    priority: pulumi.Output[int]
-    fwmark: pulumi.Output[int]
-    table: pulumi.Output[Any]
-    table_id: pulumi.Output[int]
-    adopted: pulumi.Output[bool]
-
     def __init__(
         self,
         resource_name: str,

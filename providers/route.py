@@ -121,14 +121,6 @@ class Route(Resource, module="net", name="Route"):
     """An IPv4 route in a table of a host (inputs: providers/schema/route.py, whose
     defaults fill what is left None)."""
 
-    dst: pulumi.Output[str]
-    via: pulumi.Output[str | None]
-    dev: pulumi.Output[str | None]
-    table: pulumi.Output[Any]
-    metric: pulumi.Output[int]
-    table_id: pulumi.Output[int]
-    adopted: pulumi.Output[bool]
-
     def __init__(
         self,
         resource_name: str,

@@ -104,10 +104,6 @@ class RoutingTableProvider(HostProvider[str | None]):
 class RoutingTable(Resource, module="net", name="RoutingTable"):
     """A named routing table (an rt_tables entry) on a host."""
 
-    table_id: pulumi.Output[int]
-    name: pulumi.Output[str]
-    adopted: pulumi.Output[bool]
-
     def __init__(
         self,
         resource_name: str,

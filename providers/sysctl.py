@@ -108,9 +108,6 @@ class SysctlProvider(HostProvider[_Found]):
 class Sysctl(Resource, module="net", name="Sysctl"):
     """A kernel parameter on a host, set over SSH."""
 
-    actual: pulumi.Output[str]
-    previous: pulumi.Output[str | None]
-
     def __init__(
         self,
         resource_name: str,

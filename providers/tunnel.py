@@ -318,12 +318,6 @@ class Tunnel(Resource, module="net", name="Tunnel"):
     """`ssh -w tun:tun` from `host` to `peer`, kept alive, with `address` on the host's
     tunN and `peer_address` on the peer's."""
 
-    state: pulumi.Output[str]
-    address: pulumi.Output[str | None]
-    peer_address: pulumi.Output[str | None]
-    keeper_pid: pulumi.Output[int | None]
-    actual: pulumi.Output[dict[str, Any]]
-
     def __init__(
         self,
         resource_name: str,

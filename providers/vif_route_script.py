@@ -185,7 +185,6 @@ class VifRouteScript(Resource, module="net", name="VifRouteScript"):
     this stack's file of routes beside it."""
 
     sha256: pulumi.Output[str]
-    mode: pulumi.Output[str]
     fragment_sha256: pulumi.Output[str]
 
     def __init__(
