@@ -39,6 +39,11 @@ def _answers(lab: Any, seconds: float = 3, boot_s: float = 45) -> None:
     assert result.received > 0.8 * result.sent, result.summary()
 
 
+def _plain(value: Any) -> Any:
+    """An exported output, decrypted: a secret comes as {<signature>, plaintext: JSON}."""
+    return json.loads(value["plaintext"]) if isinstance(value, dict) else value
+
+
 def test_up_builds_the_path_and_starts_blog(lab: Any, lab_stack: LabStack) -> None:
     result = lab_stack.up()
     assert result.summary.result == "succeeded"
@@ -52,6 +57,19 @@ def test_up_builds_the_path_and_starts_blog(lab: Any, lab_stack: LabStack) -> No
     assert "--set-xmark 0x1/0xffffffff" in _run(lab, "new", "iptables-save", "-t", "mangle")
     assert "203.0.113.0/29 via 198.18.100.2 dev tun2" in _run(lab, "old", "ip", "route", "show")
     assert lab_stack.outputs()["upstreams"] == {"net0": "old"}
+    # Each host's one-shot bootstrap ran there first (pulumi_command's remote.Command):
+    # packages checked, tunnels allowed in that host's own sshd config, directories made.
+    deployment = lab_stack.stack.export_stack().deployment or {}
+    bootstraps = {
+        r["urn"].rsplit("::", 1)[1]: _plain(r.get("outputs", {}).get("stdout", ""))
+        for r in deployment.get("resources", [])
+        if r["type"] == "command:remote:Command"
+    }
+    assert set(bootstraps) == {"old-bootstrap", "new-bootstrap"}
+    for host, stdout in bootstraps.items():
+        assert "packages: ok" in stdout, (host, stdout)
+        assert "sshd: PermitTunnel yes" in stdout, (host, stdout)
+        assert "directories: ok" in stdout, (host, stdout)
 
 
 def test_second_up_changes_nothing_and_refresh_sees_no_drift(lab_stack: LabStack) -> None:
