@@ -186,7 +186,7 @@ class RoutedNetwork(pulumi.ComponentResource):
             marked=self.egress,
             mark=network.mark,
             cutover=network.cutover,
-            first_packet_timeout_s=network.cutover.first_packet_timeout_s,
+            first_packet_timeout_s=network.cutover.watch_s,
             vm_addresses=[vm.ip for vm in config.vms_of(network.name)],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*placements, *self.path]),
         )

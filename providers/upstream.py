@@ -104,7 +104,12 @@ class UpstreamProvider(HostProvider):
         plan = mark_plans.plan_add(rule, rules) if present else mark_plans.plan_delete(rule, rules)
         apply(session, plan)
 
-    def cutover(self, props: dict[str, Any], previous: str | None) -> dict[str, Any]:
+    def cutover(
+        self, props: dict[str, Any], previous: str | None, *, switch: bool = True
+    ) -> dict[str, Any]:
+        """Switch the prefix to the new upstream (`switch`; without it the backend already
+        routes it there: an earlier cutover's watch ran out) and move the egress at the
+        first packet that arrives there directly, never before."""
         target = props["upstream"]
         host = props["hosts"][target]
         backend = self._backend(props)
@@ -126,8 +131,17 @@ class UpstreamProvider(HostProvider):
                     f"{watcher.stderr.strip() or 'no answer within 10 s'}"
                 )
             started = time.monotonic()
-            _log(f"{props['network']}: switching {props['prefix']} to {target} ({backend.kind})")
-            backend.switch(host["address"])
+            if switch:
+                _log(
+                    f"{props['network']}: switching {props['prefix']} to {target} "
+                    f"({backend.kind})"
+                )
+                backend.switch(host["address"])
+            else:
+                _log(
+                    f"{props['network']}: {props['prefix']} is routed to {target}; waiting for "
+                    f"its first direct packet there before its egress mark goes"
+                )
             switched = time.monotonic() - started
             backend.nudge(list(props["vm_addresses"]))
             seen = watcher.next_line(timeout + 5)
@@ -143,23 +157,19 @@ class UpstreamProvider(HostProvider):
                 with contextlib.suppress(Exception):
                     session.run(["kill", str(pid)], check=False)
             watcher.close()
+        if seen == cutover_plans.NO_PACKET:
+            raise CutoverError(self._no_packet(props, backend, timeout))
         if done != cutover_plans.DONE or status != 0:
             raise CutoverError(
                 f"{props['network']}: the route points to {target}, but dropping its egress "
                 f"mark failed ({watcher.stderr.strip() or f'exit status {status}'}); "
                 "run `pulumi up` again to finish"
             )
-        if seen == cutover_plans.FIRST_PACKET:
-            _log(
-                f"{props['network']}: first packet on {target} {first_packet * 1000:.0f} ms "
-                f"after the switch; its egress mark dropped "
-                f"{(egress_switched - first_packet) * 1000:.0f} ms later"
-            )
-        else:
-            _log(
-                f"{props['network']}: no packet for {props['prefix']} reached {target} within "
-                f"{timeout} s; its egress mark dropped anyway (the backend reported success)"
-            )
+        _log(
+            f"{props['network']}: first packet on {target} {first_packet * 1000:.0f} ms "
+            f"after the switch; its egress mark dropped "
+            f"{(egress_switched - first_packet) * 1000:.0f} ms later"
+        )
         # The hosts that stop being upstream: their VMs now leave through the tunnel.
         for other in props["marked"]:
             self._set_mark(props, other, present=True)
@@ -175,13 +185,28 @@ class UpstreamProvider(HostProvider):
             "from": previous,
             "to": target,
             "switch_ms": round(switched * 1000),
-            "first_packet_ms": round(first_packet * 1000)
-            if seen == cutover_plans.FIRST_PACKET
-            else None,
+            "first_packet_ms": round(first_packet * 1000),
             "egress_switched_ms": round(egress_switched * 1000),
             "marks_done_ms": round(marks_done * 1000),
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
+
+    @staticmethod
+    def _no_packet(props: dict[str, Any], backend: Backend, timeout: int) -> str:
+        target = props["upstream"]
+        host = props["hosts"][target]
+        where = (
+            f"Route {props['prefix']} to {host['address']} at your provider"
+            if backend.kind == "manual"
+            else f"Check that {backend.kind} routes {props['prefix']} to {host['address']}"
+        )
+        return (
+            f"{props['network']}: no packet for {props['prefix']} arrived directly at "
+            f"{target} ({host['uplink']}) within {timeout} s. {target}'s egress mark stays: "
+            "its VMs keep leaving through the tunnel, so nothing is cut. "
+            f"{where}, then run `pulumi up` again: it waits for the first direct packet "
+            "again before it moves the egress."
+        )
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         props = self.canonical(props)
@@ -190,16 +215,22 @@ class UpstreamProvider(HostProvider):
         if current != props["upstream"] and props["cutover"]["kind"] != "manual":
             last = self.cutover(props, current)
         else:
-            self._settle_marks(props)
+            last = self._settle_marks(props)
         return CreateResult(props["network"], {**props, "last_cutover": last})
 
-    def _settle_marks(self, props: dict[str, Any]) -> None:
-        """Without a cutover: the upstream's VMs leave directly (a mark left there by an
-        earlier run would send their replies through the tunnel, into the provider's
-        reverse-path filter), the other hosts' through the tunnel."""
-        self._set_mark(props, props["upstream"], present=False)
+    def _settle_marks(self, props: dict[str, Any]) -> dict[str, Any] | None:
+        """Without a switch: the upstream's VMs leave directly, the other hosts' through
+        the tunnel. A mark still on the upstream is an earlier cutover whose first packet
+        never came: it goes only at the first direct packet, as in a cutover (the watch
+        again, without switching); returns that cutover's record."""
+        upstream = props["upstream"]
+        session = self._session(props, upstream)
+        rules = mark_facts.process(session.run(mark_facts.command()).stdout)
+        if mark_plans.plan_delete(self._mark_rule(props), rules):
+            return self.cutover(props, upstream, switch=False)
         for other in props["marked"]:
             self._set_mark(props, other, present=True)
+        return None
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         olds, news = self.canonical(olds), self.canonical(news)
@@ -208,7 +239,7 @@ class UpstreamProvider(HostProvider):
         if current != news["upstream"]:
             last = self.cutover(news, current)
         else:
-            self._settle_marks(news)
+            last = self._settle_marks(news) or last
         return UpdateResult({**news, "last_cutover": last})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:

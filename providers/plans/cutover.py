@@ -18,15 +18,18 @@ PID = "pid"
 FIRST_PACKET = "first-packet"
 NO_PACKET = "no-packet"
 DONE = "egress-switched"
+#: The script's exit status when no packet came: it ran nothing.
+NO_PACKET_EXIT = 5
 
 # $1 timeout, $2 interface, $3 prefix, $4 how many times to run the command in $5...
-# tcpdump's exit: 0 a packet, 124 the timeout (switch the egress anyway: the backend
-# said the route moved); anything else means it could not watch: run nothing.
+# tcpdump's exit: 0 a packet: run the commands; 124 the timeout: run nothing (the blog's
+# rule: the mark goes only when a packet has arrived directly, whatever a backend says);
+# anything else means it could not watch: run nothing.
 SCRIPT = f"""echo {PID} $$
 timeout "$1" tcpdump -Q in -n -l --immediate-mode -c 1 -i "$2" dst net "$3" >/dev/null
 status=$?
 if [ "$status" -eq 0 ]; then echo {FIRST_PACKET}
-elif [ "$status" -eq 124 ]; then echo {NO_PACKET}
+elif [ "$status" -eq 124 ]; then echo {NO_PACKET}; exit {NO_PACKET_EXIT}
 else exit 3
 fi
 count=$4
@@ -45,7 +48,8 @@ class Trigger:
 
 
 def on_first_packet(timeout_s: int, interface: str, prefix: str, then: Plan) -> Trigger:
-    """Watch `interface` for a packet to `prefix`, then run `then`'s commands there.
+    """Watch `interface` for a packet to `prefix`, then run `then`'s commands there; at
+    the timeout, run nothing (the caller's `up` fails, and the next `up` watches again).
 
     `then` is a mangle delete plan: zero or more copies of one command (every copy of
     our rule goes). Different commands are refused rather than half-run.

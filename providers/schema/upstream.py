@@ -35,8 +35,13 @@ from providers.schema.fields import (
 from providers.schema.host import Endpoint, UplinkEndpoint
 from providers.validate import Invalid
 
-#: How long the new upstream waits for the first packet that arrives directly.
+#: How long the new upstream waits for the first packet that arrives directly, where the
+#: backend switches at once (the lab's router) ...
 FIRST_PACKET_TIMEOUT_S = 60
+#: ... where a person switches (a web console; a support ticket needs more, set it) ...
+MANUAL_FIRST_PACKET_TIMEOUT_S = 600
+#: ... and, beyond a backend's own bound on its switch call, what its routing may take.
+AFTER_SWITCH_S = 60
 FirstPacketTimeout = Annotated[int, Between(1, 3600)]
 DEFAULT_BASE_URL = "https://robot-ws.your-server.de"
 #: The bound on one Robot request; the switch returns once Robot has moved the routing,
@@ -98,8 +103,35 @@ def _of_the_prefix(value: Any, validate: ValidatorFunctionWrapHandler, info: Val
 
 class _Cutover(Model):
     kind: str
-    first_packet_timeout_s: FirstPacketTimeout = FIRST_PACKET_TIMEOUT_S
-    """How long the new upstream waits for the first packet that arrives directly."""
+    first_packet_timeout_s: FirstPacketTimeout | None = None
+    """How long the new upstream waits for the first packet that arrives directly (the
+    watch starts before the switch, so it must outlast the backend's switch call);
+    default: `watch_s`."""
+
+    def switch_bound_s(self) -> int:
+        """How long the backend's switch call may take (0: at once)."""
+        return 0
+
+    def default_watch_s(self) -> int:
+        return FIRST_PACKET_TIMEOUT_S
+
+    @property
+    def watch_s(self) -> int:
+        return self.first_packet_timeout_s or self.default_watch_s()
+
+    @model_validator(mode="after")
+    def _outlasts_the_switch(self) -> _Cutover:
+        bound = self.switch_bound_s()
+        if self.first_packet_timeout_s is not None and self.first_packet_timeout_s <= bound:
+            raise at(
+                (
+                    "first_packet_timeout_s",
+                    f"{self.first_packet_timeout_s} s must exceed timeout_s ({bound} s): the "
+                    "watch for the first direct packet starts before the switch, which may "
+                    "take that long",
+                )
+            )
+        return self
 
     @model_serializer(mode="wrap")
     def _as_given(self, dump: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -125,11 +157,20 @@ class HetznerRobotCutover(_Cutover):
     failover_ip: Annotated[Address, AfterValidator(_in_the_prefix)] | None = None
     """The failover IP, or a failover net's address (default: the prefix's)."""
 
+    def switch_bound_s(self) -> int:
+        return self.timeout_s
+
+    def default_watch_s(self) -> int:
+        return self.timeout_s + AFTER_SWITCH_S
+
 
 class ManualCutover(_Cutover):
     """A person switches the route at the provider; glidepath waits for the first packet."""
 
     kind: Literal["manual"]
+
+    def default_watch_s(self) -> int:
+        return MANUAL_FIRST_PACKET_TIMEOUT_S
 
 
 Cutover = Annotated[

@@ -290,6 +290,12 @@ CASES = [
         (["glidepath:robot"], "ROBOT"),
     ),
     _case(
+        "first-packet-watch-shorter-than-robots-switch",
+        f"{N}.net0.cutover.first_packet_timeout_s",
+        ([N, "net0", "cutover"], {**ROBOT, "first_packet_timeout_s": 60}),
+        (["glidepath:robot"], "ROBOT"),
+    ),
+    _case(
         "first-packet-timeout-text",
         f"{N}.net0.cutover.first_packet_timeout_s",
         ([N, "net0", "cutover"], {"kind": "manual", "first_packet_timeout_s": "soon"}),

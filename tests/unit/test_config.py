@@ -419,6 +419,6 @@ def test_the_config_is_what_the_components_read() -> None:
     # is an endpoint, whole).
     router = {"name": "core", "address": "198.18.0.2", "port": 22, "user": "root"}
     assert network.cutover.model_dump() == {"kind": "lab-router", "router": router}
-    assert network.cutover.first_packet_timeout_s == 60
+    assert network.cutover.watch_s == 60  # the default for a switch that is at once
     assert config.vms_of("net0") == [config.vms["blog"]]
     assert config.link_between("new", "old") is config.links[0]

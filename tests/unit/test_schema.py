@@ -271,3 +271,28 @@ def test_defaults_are_the_stack_configs() -> None:
     args = VmPlacementArgs.model_validate({**good, "memory_mib": None, "migration": None})
     assert (args.domain_type, args.memory_mib, args.boot) == ("kvm", 128, {})
     assert args.migration.max_downtime_ms == 100
+
+
+def test_the_first_packet_watch_outlasts_the_backends_switch() -> None:
+    from pydantic import ValidationError
+
+    from providers.schema.upstream import (
+        HetznerRobotCutover,
+        LabRouterCutover,
+        ManualCutover,
+    )
+
+    router = {"name": "core", "address": "198.18.0.2"}
+    assert LabRouterCutover.model_validate({"kind": "lab-router", "router": router}).watch_s == 60
+    assert ManualCutover.model_validate({"kind": "manual"}).watch_s == 600
+    robot = HetznerRobotCutover.model_validate({"kind": "hetzner-robot"})
+    assert (robot.timeout_s, robot.watch_s) == (180, 240)
+    assert (
+        HetznerRobotCutover.model_validate(
+            {"kind": "hetzner-robot", "timeout_s": 30, "first_packet_timeout_s": 45}
+        ).watch_s
+        == 45
+    )
+    # A watch that may end before Robot's own switch call has: refused at preview.
+    with pytest.raises(ValidationError, match="must exceed timeout_s"):
+        HetznerRobotCutover.model_validate({"kind": "hetzner-robot", "first_packet_timeout_s": 60})
