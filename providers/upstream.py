@@ -133,8 +133,7 @@ class UpstreamProvider(HostProvider):
             started = time.monotonic()
             if switch:
                 _log(
-                    f"{props['network']}: switching {props['prefix']} to {target} "
-                    f"({backend.kind})"
+                    f"{props['network']}: switching {props['prefix']} to {target} ({backend.kind})"
                 )
                 backend.switch(host["address"])
             else:

@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.lab, pytest.mark.engine]
 
 VM, VIF, IP = "proof", 2, "203.0.113.4"
 WATCH_S = 5
-MARK = "--comment \"glidepath net0\" -j MARK --set-xmark 0x1/0xffffffff"
+MARK = '--comment "glidepath net0" -j MARK --set-xmark 0x1/0xffffffff'
 
 
 def _marked(lab: Any, host: str) -> bool:
