@@ -11,14 +11,17 @@ from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider,
 
 
 def _sleep(name: str, seconds: float, every: float) -> dict[str, float]:
-    start = time.time()
-    next_line = start
-    while (now := time.time()) < start + seconds:
+    # The duration on the monotonic clock: this machine's wall clock is adjusted now and
+    # then (a 240 s sleep by time.time() once ended 5 s early). The stamps are wall time,
+    # comparable between the provider processes.
+    start, clock = time.time(), time.monotonic()
+    next_line = clock
+    while (now := time.monotonic()) < clock + seconds:
         if now >= next_line:
-            print(f"sleeper {name}: {now - start:.0f}s of {seconds:.0f}s", flush=True)
+            print(f"sleeper {name}: {now - clock:.0f}s of {seconds:.0f}s", flush=True)
             next_line += every
-        time.sleep(min(0.2, start + seconds - now))
-    return {"started": start, "finished": time.time()}
+        time.sleep(min(0.2, clock + seconds - now))
+    return {"started": start, "finished": start + (time.monotonic() - clock)}
 
 
 class SleeperProvider(ResourceProvider):
