@@ -8,15 +8,12 @@ own file. Facts (`list_command`, `process`) and plans are pure; providers run th
 
 from __future__ import annotations
 
-import re
-
 from providers import validate
 from providers.plans import Plan
 from providers.transport import CommandResult
 
 #: Persistent, per host (the lab binds it per host namespace).
 OWNERS_DIR = "/var/lib/glidepath/owners"
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
 
 
 parse_owner = validate.owner_name
@@ -32,7 +29,8 @@ def is_owner(name: str) -> bool:
 
 
 def _artifact_dir(artifact: str) -> str:
-    if not _NAME.fullmatch(artifact) or ".." in artifact:
+    # An artifact's name is a plain file name, by the same rule as an owner's.
+    if not is_owner(artifact):
         raise ValueError(f"{artifact!r} is not an artifact name")
     return f"{OWNERS_DIR}/{artifact}"
 
