@@ -39,6 +39,8 @@ class VirtualMachine(pulumi.ComponentResource):
             cutover_router=cutover.router.model_dump()
             if isinstance(cutover, LabRouterCutover)
             else None,
+            # The move's memory and disks go through the link between its hosts.
+            tunnel_addresses=config.tunnel_addresses(),
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
         )
         self.register_outputs({})

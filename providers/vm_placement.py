@@ -17,7 +17,7 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, Updat
 
 from providers import libvirt_bridge, transport, validate
 from providers.base import HostProvider, endpoint_of
-from providers.migration import MIB, disks, job, preflight
+from providers.migration import MIB, disks, job, path, preflight
 from providers.migration import log as _log
 from providers.migration.domain import DomainSpec, domain_xml
 from providers.migration.handover import End, RouteHandover
@@ -50,8 +50,8 @@ class VmPlacementProvider(HostProvider):
     # --- diff ------------------------------------------------------------------------
 
     def diffed_fields(self, news: dict[str, Any]) -> list[str]:
-        # Not `cutover_router`: where the network's cutover will switch says nothing about
-        # the VM; it only lets a move prepare that connection (see `migrate`).
+        # Not `cutover_router` nor `tunnel_addresses`: where the network's cutover switches
+        # and which links exist say nothing about the VM; they only shape a move.
         return ["name", "host", "migration", "delete_disks", *SPEC_FIELDS]
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
@@ -210,30 +210,50 @@ class VmPlacementProvider(HostProvider):
 
     def preflight(
         self, olds: dict[str, Any], news: dict[str, Any], *, announce: bool = True
-    ) -> tuple[list[str], dict[str, int]]:
-        """Read-only checks that a move can work. -> (disks to create, slices).
-        `announce`: say so when they pass (the preview's diff does; the move repeats them
-        silently just before it starts)."""
+    ) -> tuple[list[str], dict[str, int], path.Path]:
+        """Read-only checks that a move can work. -> (disks to create, slices, the path of
+        its streams). `announce`: say so when they pass (the preview's diff does; the move
+        repeats them silently just before it starts, and then also checks that the tunnel
+        it goes through is up: at preview a link may be new in the same run)."""
         source_name = (olds.get("host") or {}).get("name", "?")
         target = endpoint_of(news)
+        try:
+            route = path.choose(
+                news["migration"]["transport"], news["tunnel_addresses"], source_name, target.name
+            )
+        except path.NoTunnel as err:
+            raise PreflightError(
+                f"{news['name']}: cannot move {source_name} -> {target.name}: {err}"
+            ) from None
         try:
             target_conn = self._libvirt(target)
             source_conn = self._libvirt(endpoint_of(olds))
         except transport.TransportError as err:
             raise PreflightError(f"{news['name']}: pre-flight: {err}") from err
-        return preflight.check(
+        source_ssh, target_ssh = self.session(olds), self.session(news)
+        create, slices = preflight.check(
             news,
-            preflight.Side(source_name, source_conn, self.session(olds)),
-            preflight.Side(target.name, target_conn, self.session(news)),
+            preflight.Side(source_name, source_conn, source_ssh),
+            preflight.Side(target.name, target_conn, target_ssh),
             announce=announce,
         )
+        if announce:
+            _log(f"{news['name']}: {route.describe(source_name, target.name)}")
+        else:
+            problems = path.check(route, source_ssh, target_ssh, source_name, target.name)
+            if problems:
+                raise PreflightError(
+                    f"{news['name']}: cannot move {source_name} -> {target.name}:\n  - "
+                    + "\n  - ".join(problems)
+                )
+        return create, slices, route
 
     def migrate(
         self, olds: dict[str, Any], news: dict[str, Any], placement: Placement
     ) -> dict[str, Any]:
         name, source, target = news["name"], placement.host, news["host"]["name"]
         source_props = {**olds, "host": olds["fleet"].get(source, olds["host"])}
-        create, slices = self.preflight(source_props, news, announce=False)
+        create, slices, route = self.preflight(source_props, news, announce=False)
         target_ssh = self.session(news)
         disks.create_target_disks(self.session(source_props), target_ssh, create, news["disks"])
         settings = Migration.model_validate(news["migration"])
@@ -242,7 +262,7 @@ class VmPlacementProvider(HostProvider):
         source_conn = self._libvirt(endpoint_of(source_props))
         target_conn = self._libvirt(endpoint_of(news))
         dom = source_conn.lookupByName(name)
-        params, flags = job.params(spec, slices, settings), job.flags(settings)
+        params, flags = job.params(spec, slices, settings, route), job.flags(settings)
         dom.migrateSetMaxDowntime(max_downtime, 0)
         timeout_s = float(settings.timeout_s)
         routes = RouteHandover(
@@ -251,7 +271,7 @@ class VmPlacementProvider(HostProvider):
             End(target, target_ssh, news["ip"], news["vif"]),
         )
         routes.hold(timeout_s)
-        _log(f"{name}: migrating {source} -> {target}")
+        _log(f"{name}: migrating {source} -> {target}, {route.describe(source, target)}")
         moved = False
         try:
             routes.watch(source_conn, dom)
@@ -314,6 +334,7 @@ class VmPlacement(Resource, module="vm", name="VmPlacement"):
         migration: Migration | None = None,
         delete_disks: bool | None = None,
         cutover_router: pulumi.Input[dict[str, Any]] | None = None,
+        tunnel_addresses: Mapping[str, Mapping[str, str]] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(
@@ -333,6 +354,9 @@ class VmPlacement(Resource, module="vm", name="VmPlacement"):
                 "migration": None if migration is None else migration.model_dump(),
                 "delete_disks": delete_disks,
                 "cutover_router": cutover_router,
+                "tunnel_addresses": None
+                if tunnel_addresses is None
+                else {host: dict(peers) for host, peers in tunnel_addresses.items()},
                 "uuid": None,
                 "running": None,
                 "last_migration": None,

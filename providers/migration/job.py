@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from providers.migration.domain import DomainSpec, domain_xml
+from providers.migration.path import Path, uri
 from providers.schema.vm_placement import Migration
 
 
@@ -24,15 +25,24 @@ def flags(settings: Migration) -> int:
     return value
 
 
-def params(spec: DomainSpec, slices: dict[str, int], settings: Migration) -> dict[str, Any]:
-    """The destination XML (with `slices` for bigger target disks), the disks to copy, and
-    the bandwidth limit if `settings` sets one."""
+def params(
+    spec: DomainSpec, slices: dict[str, int], settings: Migration, path: Path
+) -> dict[str, Any]:
+    """The destination XML (with `slices` for bigger target disks), the disks to copy, the
+    bandwidth limit if `settings` sets one, and where the streams go (`path`)."""
     import libvirt
 
     value: dict[str, Any] = {
         libvirt.VIR_MIGRATE_PARAM_DEST_XML: domain_xml(spec, slices),
         libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS: [d.target for d in spec.disks],
     }
+    if path.address is not None:
+        # The target's QEMU listens for memory (URI) and its NBD server for the disks
+        # (DISKS_URI) on the tunnel address alone, and the source connects there: nothing
+        # of the VM crosses the uplinks outside SSH, and nothing listens on them.
+        value[libvirt.VIR_MIGRATE_PARAM_URI] = uri(path.address)
+        value[libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS] = path.address
+        value[libvirt.VIR_MIGRATE_PARAM_DISKS_URI] = uri(path.address)
     if settings.bandwidth_mib_s > 0:
         value[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = settings.bandwidth_mib_s
     return value

@@ -177,6 +177,14 @@ class Stack(Model):
     def link_between(self, a: str, b: str) -> Link | None:
         return next((link for link in self.links if set(link.hosts) == {a, b}), None)
 
+    def tunnel_addresses(self) -> dict[str, dict[str, str]]:
+        """[host][peer]: host's address on its link with peer (a VmPlacement input)."""
+        found: dict[str, dict[str, str]] = {}
+        for link in self.links:
+            for host in link.hosts:
+                found.setdefault(host, {})[link.peer_of(host)] = link.address_of(host)
+        return found
+
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -16,6 +16,7 @@ from providers.schema.fields import (
     Boolean,
     Model,
     ResourceArgs,
+    TunnelAddress,
     VmName,
     at,
     checked,
@@ -73,6 +74,10 @@ class Migration(Model):
     """Let QEMU slow a guest that dirties memory faster than it is copied."""
     timeout_s: Annotated[int, Between(1, 86_400)] = 600
     """The move is aborted after this long, the VM left running on its source."""
+    transport: Literal["tunnel", "direct"] = "tunnel"
+    """`tunnel`: memory and disks cross inside the hosts' `ssh -w` link (encrypted); a move
+    between hosts without a link is refused. `direct`: libvirt's default, the target's
+    address, in clear: only between hosts on a network you trust."""
 
 
 @with_config(ConfigDict(extra="forbid"))
@@ -109,9 +114,15 @@ class VmPlacementArgs(VmSpec, ResourceArgs):
     vcpus: Annotated[int, Between(1, 256)] = DEFAULT_VCPUS
     cutover_router: Endpoint | None = None
     """Where the network's cutover switches after a move (lab-router), opened while copying."""
+    tunnel_addresses: dict[str, dict[str, TunnelAddress]] = Field(default_factory=dict)
+    """[host][peer]: host's address on its link with peer; a move to host listens there."""
 
     @model_validator(mode="after")
     def _on_a_host_of_the_fleet(self) -> VmPlacementArgs:
         if self.host.name not in self.fleet:
             raise at(("host", f"{self.host.name!r} is not one of the stack's hosts"))
+        for host, peers in self.tunnel_addresses.items():
+            for peer in (host, *peers):
+                if peer not in self.fleet:
+                    raise at(("tunnel_addresses", f"{peer!r} is not one of the stack's hosts"))
         return self

@@ -42,8 +42,22 @@ def test_the_stack_configs_defaults_fill_what_is_not_given() -> None:
         "bandwidth_mib_s": 0,
         "auto_converge": True,
         "timeout_s": 600,
+        "transport": "tunnel",
     }
     assert inputs["cutover_router"] is None
+    assert inputs["tunnel_addresses"] == {}
+
+
+def test_tunnel_addresses_name_hosts_of_the_fleet_and_are_interface_addresses() -> None:
+    inputs, failures = _check(tunnel_addresses={"new": {"old": "198.18.100.2/24"}})
+    assert failures == {} and inputs["tunnel_addresses"] == {"new": {"old": "198.18.100.2/24"}}
+    _, failures = _check(tunnel_addresses={"new": {"h9": "198.18.100.2/24"}})
+    assert "'h9' is not one of the stack's hosts" in failures["tunnel_addresses"]
+    _, failures = _check(tunnel_addresses={"new": {"old": "198.18.100.2"}})
+    assert (
+        "tunnel_addresses.new.old: '198.18.100.2' needs a prefix length"
+        in (failures["tunnel_addresses"])
+    )
 
 
 def test_given_values_are_canonical_and_outputs_pass_through() -> None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import libvirt
 import pytest
 
-from providers.migration import job
+from providers.migration import job, path
 from providers.migration.domain import DomainSpec, domain_xml
+from providers.migration.path import Path
 from providers.schema.vm_placement import Migration
 
 pytestmark = [pytest.mark.unit]
@@ -38,12 +39,58 @@ def test_a_live_copy_with_one_owner_throttled_unless_told_not_to() -> None:
 
 def test_params_name_the_destination_xml_the_disks_and_a_bandwidth_if_set() -> None:
     slices = {"/a.img": 64 * 1024 * 1024}
-    assert job.params(SPEC, slices, Migration()) == {
+    assert job.params(SPEC, slices, Migration(), Path(None)) == {
         libvirt.VIR_MIGRATE_PARAM_DEST_XML: domain_xml(SPEC, slices),
         libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS: ["vda", "vdb"],
     }
-    limited = job.params(SPEC, {}, Migration(bandwidth_mib_s=5))
+    limited = job.params(SPEC, {}, Migration(bandwidth_mib_s=5), Path(None))
     assert limited[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] == 5
+
+
+def test_through_the_tunnel_memory_and_disks_listen_and_connect_on_its_address() -> None:
+    value = job.params(SPEC, {}, Migration(), Path("198.18.100.2"))
+    assert value[libvirt.VIR_MIGRATE_PARAM_URI] == "tcp://198.18.100.2"
+    assert value[libvirt.VIR_MIGRATE_PARAM_DISKS_URI] == "tcp://198.18.100.2"
+    assert value[libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS] == "198.18.100.2"
+
+
+TUNNELS = {"old": {"new": "198.18.100.1/24"}, "new": {"old": "198.18.100.2/24"}}
+
+
+def test_a_move_goes_to_the_targets_end_of_their_link() -> None:
+    assert path.choose("tunnel", TUNNELS, "old", "new") == Path("198.18.100.2")
+    assert path.choose("tunnel", TUNNELS, "new", "old") == Path("198.18.100.1")
+    assert path.choose("direct", TUNNELS, "old", "new") == Path(None)
+    assert path.choose("direct", {}, "old", "h3").describe("old", "h3") == (
+        "memory and disks cross old -> h3 in clear (transport: direct)"
+    )
+
+
+def test_a_move_between_hosts_without_a_link_is_refused_unless_direct() -> None:
+    with pytest.raises(path.NoTunnel, match="no link between old and h3 in glidepath:links"):
+        path.choose("tunnel", TUNNELS, "old", "h3")
+
+
+def test_ipv6_addresses_are_bracketed_in_the_uri() -> None:
+    assert path.uri("2001:db8::2") == "tcp://[2001:db8::2]"
+
+
+IP_ADDR = [
+    {"ifname": "br0", "flags": ["UP"], "addr_info": [{"local": "198.18.2.2"}]},
+    {"ifname": "tun2", "flags": ["POINTOPOINT", "UP"], "addr_info": [{"local": "198.18.100.2"}]},
+    {"ifname": "tun3", "flags": ["POINTOPOINT"], "addr_info": [{"local": "198.18.101.2"}]},
+]
+
+
+def test_the_target_must_hold_the_address_on_an_interface_that_is_up() -> None:
+    assert path.holds(IP_ADDR, "198.18.100.2")
+    assert not path.holds(IP_ADDR, "198.18.101.2")  # down
+    assert not path.holds(IP_ADDR, "198.18.100.9")
+
+
+def test_the_source_must_reach_it_through_a_tunnel_device() -> None:
+    assert path.route_device([{"dst": "198.18.100.2", "dev": "tun2"}]) == "tun2"
+    assert path.route_device([]) == ""
 
 
 class Domain:
