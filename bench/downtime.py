@@ -4,7 +4,9 @@ hand, in the same run on the lab (issue 6).
     .venv/bin/python bench/downtime.py --runs 5      (or: make bench-downtime)
 
 1. glidepath: a lab stack with one VM (`blog`, like the committed lab stack); N round
-   trips old -> new -> old, each move a real `pulumi up` after changing `host:`;
+   trips old -> new -> old, each move a real `pulumi up` after changing `host:`; once with
+   memory and disks through the tunnel (the default) and once with `transport: direct`
+   (in clear), so the cost of encryption is measured in the same run;
 2. baseline: the same VM shape started by hand, N round trips with lab.baseline's
    hand_migrate (the blog's tunnel, vm-out table, mark, `virsh migrate`, switch, unmark).
 During every move the client pings the VM every 10 ms through core. Per move: the
@@ -152,7 +154,9 @@ PHASE_LINES = {
 }
 
 
-def glidepath_move(stack: GeneratedStack, run: int, source: str, target: str) -> MoveResult:
+def glidepath_move(
+    stack: GeneratedStack, run: int, source: str, target: str, kind: str = "glidepath"
+) -> MoveResult:
     disk = stack.disks()[0]
     stack.move(VM, target)
     watch = PauseWatch(VM, source, target)
@@ -172,7 +176,7 @@ def glidepath_move(stack: GeneratedStack, run: int, source: str, target: str) ->
     phases.update(_pause_phases(timeline, pause))
     wait_answers(timeline.target)
     return MoveResult(
-        "glidepath",
+        kind,
         run,
         source,
         target,
@@ -280,34 +284,55 @@ def main() -> int:
         default=None,
         help="the glidepath VM's migration.max_downtime_ms (default: glidepath's own)",
     )
+    parser.add_argument(
+        "--transports",
+        type=lambda text: [t for t in text.split(",") if t],
+        default=["tunnel", "direct"],
+        help="glidepath's migration.transport values to measure, comma-separated "
+        "(default: tunnel,direct: what encrypting memory and disks costs, same run)",
+    )
     args = parser.parse_args()
+    if not set(args.transports) <= {"tunnel", "direct"} or not args.transports:
+        parser.error("--transports takes tunnel and/or direct")
     runs = max(1, args.runs)
     say("bench: bringing the lab up")
     lab.up()
     moves: list[MoveResult] = []
 
-    say(f"bench: glidepath, {runs} round trips old -> new -> old through `pulumi up`")
-    extra = {}
-    if args.max_downtime_ms is not None:
-        extra["migration"] = {"max_downtime_ms": args.max_downtime_ms}
-        say(f"bench: glidepath moves with max_downtime_ms {args.max_downtime_ms}")
-    with generated_stack("bench-downtime", {VM: lab_vm(VM, VIF, "old", **extra)}) as stack:
-        stack.echo = False  # the table says what matters; the JSON keeps the rest
-        if stack.up().summary.result != "succeeded":
-            raise SystemExit("bench: the first pulumi up failed")
-        wait_answers(lab_vm(VM, VIF, "old")["ip"])
-        for run in range(1, runs + 1):
-            for source, target in (("old", "new"), ("new", "old")):
-                moves.append(glidepath_move(stack, run, source, target))
-                say(f"bench: {_describe(moves[-1])}")
-        # The engine's fixed cost, in the same run: the same `pulumi up` with nothing to
-        # change (every resource read and diffed, nothing moved).
-        noop_ups = [
-            pulumi_cli(stack.stack.name, "up", "--yes", "--skip-preview")[0] for _ in range(runs)
-        ]
+    noop_ups: list[float] = []
+    for transport in args.transports:
+        kind = "glidepath" if transport == "tunnel" else f"glidepath-{transport}"
         say(
-            f"bench: no-op pulumi up of the same stack: {', '.join(f'{s:.2f}' for s in noop_ups)} s"
+            f"bench: {kind}, {runs} round trips old -> new -> old through `pulumi up` "
+            f"(memory and disks: transport {transport})"
         )
+        migration: dict[str, Any] = {"transport": transport}
+        if args.max_downtime_ms is not None:
+            migration["max_downtime_ms"] = args.max_downtime_ms
+            say(f"bench: glidepath moves with max_downtime_ms {args.max_downtime_ms}")
+        vm_config = lab_vm(VM, VIF, "old", migration=migration)
+        with generated_stack(f"bench-downtime-{transport}", {VM: vm_config}) as stack:
+            stack.echo = False  # the table says what matters; the JSON keeps the rest
+            if stack.up().summary.result != "succeeded":
+                raise SystemExit("bench: the first pulumi up failed")
+            wait_answers(lab_vm(VM, VIF, "old")["ip"])
+            for run in range(1, runs + 1):
+                for source, target in (("old", "new"), ("new", "old")):
+                    moves.append(glidepath_move(stack, run, source, target, kind))
+                    say(f"bench: {_describe(moves[-1])}")
+            if noop_ups:
+                continue
+            # The engine's fixed cost, in the same run: the same `pulumi up` with nothing
+            # to change (every resource read and diffed, nothing moved).
+            noop_ups = [
+                pulumi_cli(stack.stack.name, "up", "--yes", "--skip-preview")[0]
+                for _ in range(runs)
+            ]
+            say(
+                "bench: no-op pulumi up of the same stack: "
+                + ", ".join(f"{s:.2f}" for s in noop_ups)
+                + " s"
+            )
 
     say(f"bench: baseline, {runs} round trips by hand (the blog's procedure)")
     vm = guest.VmSpec(HAND_VM, vif=VIF)
@@ -409,6 +434,33 @@ def report(moves: list[MoveResult], runs: int, noop_ups: list[float]) -> int:
             ],
         )
     )
+    encryption: dict[str, float] = {}
+    if any(m.kind == "glidepath-direct" for m in moves):
+        direct_gap, direct_total = (
+            p50("glidepath-direct", "gap_ms"),
+            p50("glidepath-direct", "total_s"),
+        )
+        say(
+            table(
+                ["median of", "tunnel (encrypted)", "direct (in clear)", "ratio"],
+                [
+                    ["longest gap, ms", gap, direct_gap, gap / direct_gap],
+                    [
+                        "migration, s",
+                        p50("glidepath", "migrate_s"),
+                        p50("glidepath-direct", "migrate_s"),
+                        p50("glidepath", "migrate_s") / p50("glidepath-direct", "migrate_s"),
+                    ],
+                    ["total, s", total, direct_total, total / direct_total],
+                ],
+            )
+        )
+        encryption = {
+            "direct_downtime_ms_p50": round(direct_gap),
+            "direct_migrate_s_p50": round(p50("glidepath-direct", "migrate_s"), 2),
+            "migrate_s_p50": round(p50("glidepath", "migrate_s"), 2),
+            "direct_total_s_p50": round(direct_total, 2),
+        }
     json_path = results_path("downtime", "json")
     save_json(json_path, {"runs": runs, "moves": [asdict(m) for m in moves], "noop_up_s": noop_ups})
     png_path = json_path.with_suffix(".png")
@@ -428,6 +480,7 @@ def report(moves: list[MoveResult], runs: int, noop_ups: list[float]) -> int:
                 "noop_up_s_p50": round(noop, 2),
                 "switch_gap_ms_p50": round(switch),
                 "baseline_switch_gap_ms_p50": round(base_switch),
+                **encryption,
             }
         )
     )

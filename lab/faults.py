@@ -6,6 +6,7 @@ are signalled by PID only (read from a pid file or /proc), never by name.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -18,6 +19,7 @@ from lab.proc import run
 __all__ = [
     "block_ssh",
     "children",
+    "kill_libvirt_clients",
     "kill_libvirtd",
     "kill_tunnel_ssh",
     "libvirtd_pid",
@@ -84,6 +86,38 @@ def kill_libvirtd(host: str, timeout: float = 10) -> int:
             raise LabError(f"libvirtd {pid} on {host} survived SIGKILL for {timeout} s")
         time.sleep(0.05)
     return pid
+
+
+def libvirt_client_pids(host: str) -> list[int]:
+    """The `virt-ssh-helper` processes on `host`: each carries one SSH client's libvirt
+    connection (glidepath's provider reaches libvirtd through one)."""
+    net_ns = os.stat(t.hypervisor(host).net_ns).st_ino
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        argv = _cmdline(int(entry.name))
+        if not argv or Path(argv[0]).name != "virt-ssh-helper":
+            continue
+        try:
+            if os.stat(entry / "ns" / "net").st_ino == net_ns:
+                found.append(int(entry.name))
+        except OSError:
+            continue  # it ended meanwhile
+    return found
+
+
+def kill_libvirt_clients(host: str) -> list[int]:
+    """SIGKILL every libvirt client connection's helper on `host`: the libvirt calls of
+    whoever was connected fail at once (an error in the middle of their work); libvirtd
+    and its QEMUs go on. -> the killed PIDs."""
+    pids = libvirt_client_pids(host)
+    if not pids:
+        raise LabError(f"no libvirt client connection (virt-ssh-helper) on {host}")
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return pids
 
 
 def link_down(host: str) -> None:

@@ -283,7 +283,8 @@ class VmPlacementProvider(HostProvider):
                 after_start=lambda: self._warm_up_router(news),
             )
             if result.failure is not None:
-                where = job.recover(source_conn, name, source)
+                runs_on, where = self._recover(source_props, news, name)
+                moved = runs_on == target  # its route follows it (finally, below)
                 raise MigrationError(
                     f"{name}: migration {source} -> {target} failed after "
                     f"{result.seconds:.1f} s: {result.failure}. {where}"
@@ -298,6 +299,21 @@ class VmPlacementProvider(HostProvider):
         finally:
             # After job.recover: a VM back on its source gets its route back there.
             routes.finish(moved)
+
+    def _recover(
+        self, source_props: dict[str, Any], news: dict[str, Any], name: str
+    ) -> tuple[str, str]:
+        """job.recover on connections that work now: the failure may have been one of them
+        (`_libvirt` opens a new one where the old is closed)."""
+        source, target = source_props["host"]["name"], news["host"]["name"]
+        try:
+            source_conn = self._libvirt(endpoint_of(source_props))
+            target_conn = self._libvirt(endpoint_of(news))
+        except transport.TransportError as err:
+            return source, (
+                f"Could not check where the VM runs now ({err}): `pulumi refresh`, then `up`."
+            )
+        return job.recover(source_conn, target_conn, name, source, target)
 
     def _warm_up_router(self, news: dict[str, Any]) -> None:
         router = news.get("cutover_router")

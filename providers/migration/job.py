@@ -48,19 +48,37 @@ def params(
     return value
 
 
-def recover(source_conn: Any, name: str, source: str) -> str:
-    """After a failed move: the VM must run on the source. Say what we found/did."""
+def recover(
+    source_conn: Any, target_conn: Any, name: str, source: str, target: str
+) -> tuple[str, str]:
+    """After a failed move: the VM must run on exactly one host. -> (that host, what we
+    found/did; the caller routes the VM's address to that host).
+
+    The target first: where libvirt's Finish already resumed the VM there, the move took
+    place whatever error came back (a connection lost after it), and resuming the paused
+    copy on the source would run the VM twice on one disk's two copies."""
     import libvirt
 
     try:
+        arrived = target_conn.lookupByName(name)
+        if arrived.isActive() and arrived.state()[0] == libvirt.VIR_DOMAIN_RUNNING:
+            return target, (
+                f"The VM runs on {target}: the move took place despite the error; its copy on "
+                f"{source} was left as it is. Run `pulumi refresh`, then `pulumi up`."
+            )
+    except libvirt.libvirtError:
+        pass  # not there (libvirt's Finish removed the incoming one), or unreadable
+    try:
         dom = source_conn.lookupByName(name)
     except libvirt.libvirtError:
-        return f"The VM is no longer defined on {source}: check the target, then `pulumi refresh`."
+        return source, (
+            f"The VM is no longer defined on {source}: check the target, then `pulumi refresh`."
+        )
     state, _reason = dom.state()
     if state == libvirt.VIR_DOMAIN_PAUSED:
         dom.resume()
-        return f"The VM was paused on {source} and has been resumed there."
+        return source, f"The VM was paused on {source} and has been resumed there."
     if dom.isActive():
-        return f"The VM still runs on {source}."
+        return source, f"The VM still runs on {source}."
     dom.create()
-    return f"The VM had stopped on {source} and has been started there again."
+    return source, f"The VM had stopped on {source} and has been started there again."

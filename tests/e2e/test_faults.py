@@ -531,3 +531,33 @@ def test_7_pulumi_up_sigkilled_mid_migration(lab: Any, stack: GeneratedStack) ->
     assert_nothing_lost(lab, now, before)
     refresh_is_consistent(lab, stack)
     completes(lab, stack, target, before)
+
+
+# --- 8. the provider's libvirt connection to the source breaks mid-copy -----------------------
+
+
+def test_8_libvirt_connection_to_the_source_broken_mid_copy(
+    lab: Any, stack: GeneratedStack
+) -> None:
+    """An error in the middle of the copy, inside the move itself: every libvirt call of
+    glidepath's on the source's connection fails at once (the job-stats reads, migrate3,
+    the pause events), while libvirtd and the VM go on. The move fails, its job ends, and
+    the VM runs on exactly one host, the source, with its route there; nothing is left on
+    the target, and the next `up` moves it."""
+    source, target, before = begin_move(lab, stack)
+    with probing(lab) as timeline:
+        run = Background(stack)
+        at = run.wait_for(MIGRATING)
+        killed = faults.kill_libvirt_clients(source)
+        print(f"killed the libvirt client connections on {source} {at:.1f} s into up: {killed}")
+        seconds = run.join(TIMEOUT_S + 60)
+    print(f"up took {seconds:.1f} s")
+    text = failed_move(run, source, target)
+    assert f"still runs on {source}" in text or "resumed there" in text, text[-3000:]
+    assert where(lab) == source
+    no_domain_left(lab, target)
+    assert baseline.core_route() == source
+    assert_nothing_lost(lab, source, before)  # answers the client: its route is right
+    print(timeline[0].summary())
+    refresh_is_consistent(lab, stack)
+    completes(lab, stack, target, before)

@@ -133,11 +133,30 @@ def test_a_failed_move_leaves_the_vm_running_on_its_source(
     state: int, active: bool, calls: list[str], said: str
 ) -> None:
     dom = Domain(state, active)
-    assert job.recover(Connection(dom), "blog", "old").startswith(said)
+    assert job.recover(Connection(dom), Connection(None), "blog", "old", "new")[1].startswith(said)
     assert dom.calls == calls
 
 
+def test_a_vm_that_runs_on_the_target_is_not_resumed_on_the_source() -> None:
+    """libvirt's Finish resumed it there and then the error came (a connection lost):
+    resuming the source's paused copy would run the VM twice."""
+    source = Domain(libvirt.VIR_DOMAIN_PAUSED, True)
+    target = Domain(libvirt.VIR_DOMAIN_RUNNING, True)
+    runs_on, said = job.recover(Connection(source), Connection(target), "blog", "old", "new")
+    assert runs_on == "new"
+    assert said.startswith("The VM runs on new: the move took place despite the error")
+    assert source.calls == []
+
+
+def test_a_paused_incoming_copy_on_the_target_does_not_count_as_arrived() -> None:
+    source = Domain(libvirt.VIR_DOMAIN_PAUSED, True)
+    target = Domain(libvirt.VIR_DOMAIN_PAUSED, True)
+    assert job.recover(Connection(source), Connection(target), "blog", "old", "new")[0] == "old"
+    assert source.calls == ["resume"]
+
+
 def test_a_vm_gone_from_its_source_is_said_so() -> None:
-    assert job.recover(Connection(None), "blog", "old") == (
-        "The VM is no longer defined on old: check the target, then `pulumi refresh`."
+    assert job.recover(Connection(None), Connection(None), "blog", "old", "new") == (
+        "old",
+        "The VM is no longer defined on old: check the target, then `pulumi refresh`.",
     )
