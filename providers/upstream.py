@@ -28,6 +28,7 @@ from providers.cutover import Backend, CutoverError, backend_for
 from providers.facts import mangle_mark as mark_facts
 from providers.plans import cutover as cutover_plans
 from providers.plans import mangle_mark as mark_plans
+from providers.schema.host import main_address
 from providers.schema.upstream import Cutover, UpstreamArgs
 from providers.transport import SshSession
 
@@ -83,8 +84,9 @@ class UpstreamProvider(HostProvider):
         self._robot_credentials = robot if isinstance(robot, dict) else None
 
     def _host_by_address(self, props: dict[str, Any], address: str | None) -> str | None:
+        """The host whose main IP the backend routes the prefix to (`address`)."""
         for name, host in props["hosts"].items():
-            if host["address"] == address:
+            if main_address(host) == address:
                 return str(name)
         return None
 
@@ -135,7 +137,7 @@ class UpstreamProvider(HostProvider):
                 _log(
                     f"{props['network']}: switching {props['prefix']} to {target} ({backend.kind})"
                 )
-                backend.switch(host["address"])
+                backend.switch(main_address(host))
             else:
                 _log(
                     f"{props['network']}: {props['prefix']} is routed to {target}; waiting for "
@@ -195,9 +197,9 @@ class UpstreamProvider(HostProvider):
         target = props["upstream"]
         host = props["hosts"][target]
         where = (
-            f"Route {props['prefix']} to {host['address']} at your provider"
+            f"Route {props['prefix']} to {main_address(host)} at your provider"
             if backend.kind == "manual"
-            else f"Check that {backend.kind} routes {props['prefix']} to {host['address']}"
+            else f"Check that {backend.kind} routes {props['prefix']} to {main_address(host)}"
         )
         return (
             f"{props['network']}: no packet for {props['prefix']} arrived directly at "

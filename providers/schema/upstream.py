@@ -32,7 +32,7 @@ from providers.schema.fields import (
     at,
     checked,
 )
-from providers.schema.host import Endpoint, UplinkEndpoint
+from providers.schema.host import Endpoint, UpstreamHost
 from providers.validate import Invalid
 
 #: How long the new upstream waits for the first packet that arrives directly, where the
@@ -203,7 +203,7 @@ class Robot(Model):
 class UpstreamArgs(ResourceArgs):
     network: NetworkName
     prefix: Ipv4Prefix
-    hosts: Annotated[dict[str, UplinkEndpoint], Field(min_length=1)]
+    hosts: Annotated[dict[str, UpstreamHost], Field(min_length=1)]
     upstream: HostName
     """The host the prefix is routed to after this run."""
     marked: list[HostName] = Field(default_factory=list)
