@@ -24,7 +24,7 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, Updat
 
 from providers import validate
 from providers.base import HostProvider, apply
-from providers.cutover import Backend, CutoverError, backend_for
+from providers.cutover import Backend, CutoverError, SwitchPending, backend_for
 from providers.facts import mangle_mark as mark_facts
 from providers.plans import cutover as cutover_plans
 from providers.plans import mangle_mark as mark_plans
@@ -58,7 +58,32 @@ class UpstreamProvider(HostProvider):
                 f"{news['upstream']} ({news['cutover']['kind']}), then drop "
                 f"{news['upstream']}'s egress mark at the first direct packet"
             )
+            if not validate.has_unknown(news) and news["cutover"]["kind"] == "hetzner-robot":
+                self._check_robot(olds.get("upstream"), self.canonical(news))
         return result
+
+    def _check_robot(self, current: str | None, props: dict[str, Any]) -> None:
+        """At preview (the diff), before a Robot cutover: one read-only GET says whether
+        it can work (credentials, a failover net, routed to the current upstream now);
+        the `up` would otherwise fail only after every VM has moved."""
+        from providers.cutover.hetzner_robot import HetznerRobot
+
+        network, target = props["network"], props["upstream"]
+        try:
+            backend = self._backend(props)
+            assert isinstance(backend, HetznerRobot)
+            if backend.placeholders:
+                _log(
+                    f"{network}: glidepath:robot holds placeholders: the preview did not ask "
+                    "Robot; `up` needs the web service user"
+                )
+                return
+            main_ips = {name: main_address(host) for name, host in props["hosts"].items()}
+            _log(f"{network}: {backend.check_switch(current, target, main_ips)}")
+        except CutoverError as error:
+            raise CutoverError(
+                f"{network}: cannot cut over {props['prefix']} {current} -> {target}: {error}"
+            ) from None
 
     def _session(self, props: dict[str, Any], host: str) -> SshSession:
         return self.session({"host": props["hosts"][host]})
@@ -125,6 +150,7 @@ class UpstreamProvider(HostProvider):
         watcher = session.start(trigger.argv)
         finished = False
         pid = None
+        pending = None
         try:
             pid = cutover_plans.parse_pid(watcher.next_line(10) or "")
             if pid is None or not watcher.wait_for_stderr("listening on", timeout=10):
@@ -137,7 +163,12 @@ class UpstreamProvider(HostProvider):
                 _log(
                     f"{props['network']}: switching {props['prefix']} to {target} ({backend.kind})"
                 )
-                backend.switch(main_address(host))
+                try:
+                    backend.switch(main_address(host))
+                except SwitchPending as error:
+                    # It may still switch: the watch, already running, will see it.
+                    pending = str(error)
+                    _log(f"{props['network']}: {pending}; watching on for the first packet")
             else:
                 _log(
                     f"{props['network']}: {props['prefix']} is routed to {target}; waiting for "
@@ -159,7 +190,8 @@ class UpstreamProvider(HostProvider):
                     session.run(["kill", str(pid)], check=False)
             watcher.close()
         if seen == cutover_plans.NO_PACKET:
-            raise CutoverError(self._no_packet(props, backend, timeout))
+            said = f" ({pending})" if pending else ""
+            raise CutoverError(self._no_packet(props, backend, timeout) + said)
         if done != cutover_plans.DONE or status != 0:
             raise CutoverError(
                 f"{props['network']}: the route points to {target}, but dropping its egress "
