@@ -281,8 +281,9 @@ class HetznerRobot:
                 continue
             break
         if isinstance(answer, RobotError) and answer.status != 409:
-            doing = "switching" if method == "POST" else "reading"
-            raise self._error(answer, f"{doing} {self._what()}")
+            target = (form or {}).get("active_server_ip")
+            doing = f"switching {self._what()} to {target}" if target else f"reading {self._what()}"
+            raise self._error(answer, doing)
         return answer
 
     def _send(

@@ -167,7 +167,7 @@ def test_a_switch_that_fails_after_a_delay(robot: RobotServer) -> None:
         backend.switch(NEW)
     assert time.monotonic() - started >= 0.5
     message = str(error.value)
-    assert "Robot failed while switching failover 203.0.113.0" in message
+    assert f"Robot failed while switching failover 203.0.113.0 ({PREFIX}) to {NEW}" in message
     assert "500 FAILOVER_FAILED" in message
     assert "`pulumi refresh`" in message
     assert (switched, _active(robot)) == ([], OLD)
