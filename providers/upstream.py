@@ -3,13 +3,15 @@
 The cutover keeps DESIGN.md's invariant (each VM's traffic leaves through the host the
 prefix is routed to):
 1. watch the new upstream's uplink for the first packet for the prefix (tcpdump);
-2. switch (the backend);
+2. switch (the backend; a switch call without an answer in time may still switch, so
+   the watch goes on);
 3. at the first packet: remove the new upstream's egress mark (its VMs now leave
    directly) and add the mark on the hosts that stop being upstream (their VMs must
    now leave through the tunnel) - the blog's `tcpdump ... && iptables -F`, both ways;
 4. check the VMs answer through the provider's network where the backend can tell.
 The MangleMark resources of the new layout depend on this resource, so they find the
 rules in place and adopt them; the old layout's leftovers are deleted at the end.
+The preview of a `hetzner-robot` cutover (the diff) asks Robot once whether it can work.
 """
 
 from __future__ import annotations
