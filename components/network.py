@@ -178,10 +178,7 @@ class RoutedNetwork(pulumi.ComponentResource):
             network.name,
             network=network.name,
             prefix=network.prefix,
-            hosts={
-                name: {**host.endpoint(), "uplink": host.uplink}
-                for name, host in config.hosts.items()
-            },
+            hosts={name: host.upstream_endpoint() for name, host in config.hosts.items()},
             upstream=self.upstream,
             marked=self.egress,
             mark=network.mark,

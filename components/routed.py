@@ -48,8 +48,9 @@ def needs_routed_host(network: NetworkConfig, config: StackConfig) -> bool:
 
 
 def host_by_address(config: StackConfig, address: str | None) -> str | None:
+    """The host whose main IP (where the provider routes the prefix) is `address`."""
     for name, host in config.hosts.items():
-        if host.address == address:
+        if host.main_address == address:
             return name
     return None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -142,6 +142,17 @@ class GeneratedStack(LabStack):
         """Set `glidepath:<key>` (a whole top-level value) and save."""
         self.raw["config"][f"glidepath:{key}"] = value
         self.save()
+
+    def set_secret(self, key: str, fields: Mapping[str, str]) -> None:
+        """Set `glidepath:<key>` to a mapping of secrets (`glidepath:robot`): the CLI
+        encrypts each with the stack's passphrase, as `pulumi config set --secret --path`
+        does, and the file is read back, so a later `save()` keeps the `secure:` values."""
+        self.save()
+        for field, value in fields.items():
+            self.stack.set_config(
+                f"glidepath:{key}.{field}", auto.ConfigValue(value, secret=True), path=True
+            )
+        self.raw = yaml.safe_load(self.path.read_text())
 
     def move(self, vm: str, host: str) -> None:
         self.raw["config"]["glidepath:vms"][vm]["host"] = host

@@ -3,13 +3,15 @@
 The cutover keeps DESIGN.md's invariant (each VM's traffic leaves through the host the
 prefix is routed to):
 1. watch the new upstream's uplink for the first packet for the prefix (tcpdump);
-2. switch (the backend);
+2. switch (the backend; a switch call without an answer in time may still switch, so
+   the watch goes on);
 3. at the first packet: remove the new upstream's egress mark (its VMs now leave
    directly) and add the mark on the hosts that stop being upstream (their VMs must
    now leave through the tunnel) - the blog's `tcpdump ... && iptables -F`, both ways;
 4. check the VMs answer through the provider's network where the backend can tell.
 The MangleMark resources of the new layout depend on this resource, so they find the
 rules in place and adopt them; the old layout's leftovers are deleted at the end.
+The preview of a `hetzner-robot` cutover (the diff) asks Robot once whether it can work.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, Updat
 
 from providers import validate
 from providers.base import HostProvider, apply
-from providers.cutover import Backend, CutoverError, backend_for
+from providers.cutover import Backend, CutoverError, SwitchPending, backend_for
 from providers.facts import mangle_mark as mark_facts
 from providers.plans import cutover as cutover_plans
 from providers.plans import mangle_mark as mark_plans
+from providers.schema.host import main_address
 from providers.schema.upstream import Cutover, UpstreamArgs
 from providers.transport import SshSession
 
@@ -57,7 +60,32 @@ class UpstreamProvider(HostProvider):
                 f"{news['upstream']} ({news['cutover']['kind']}), then drop "
                 f"{news['upstream']}'s egress mark at the first direct packet"
             )
+            if not validate.has_unknown(news) and news["cutover"]["kind"] == "hetzner-robot":
+                self._check_robot(olds.get("upstream"), self.canonical(news))
         return result
+
+    def _check_robot(self, current: str | None, props: dict[str, Any]) -> None:
+        """At preview (the diff), before a Robot cutover: one read-only GET says whether
+        it can work (credentials, a failover net, routed to the current upstream now);
+        the `up` would otherwise fail only after every VM has moved."""
+        from providers.cutover.hetzner_robot import HetznerRobot
+
+        network, target = props["network"], props["upstream"]
+        try:
+            backend = self._backend(props)
+            assert isinstance(backend, HetznerRobot)
+            if backend.placeholders:
+                _log(
+                    f"{network}: glidepath:robot holds placeholders: the preview did not ask "
+                    "Robot; `up` needs the web service user"
+                )
+                return
+            main_ips = {name: main_address(host) for name, host in props["hosts"].items()}
+            _log(f"{network}: {backend.check_switch(current, target, main_ips)}")
+        except CutoverError as error:
+            raise CutoverError(
+                f"{network}: cannot cut over {props['prefix']} {current} -> {target}: {error}"
+            ) from None
 
     def _session(self, props: dict[str, Any], host: str) -> SshSession:
         return self.session({"host": props["hosts"][host]})
@@ -83,8 +111,9 @@ class UpstreamProvider(HostProvider):
         self._robot_credentials = robot if isinstance(robot, dict) else None
 
     def _host_by_address(self, props: dict[str, Any], address: str | None) -> str | None:
+        """The host whose main IP the backend routes the prefix to (`address`)."""
         for name, host in props["hosts"].items():
-            if host["address"] == address:
+            if main_address(host) == address:
                 return str(name)
         return None
 
@@ -123,6 +152,7 @@ class UpstreamProvider(HostProvider):
         watcher = session.start(trigger.argv)
         finished = False
         pid = None
+        pending = None
         try:
             pid = cutover_plans.parse_pid(watcher.next_line(10) or "")
             if pid is None or not watcher.wait_for_stderr("listening on", timeout=10):
@@ -135,7 +165,12 @@ class UpstreamProvider(HostProvider):
                 _log(
                     f"{props['network']}: switching {props['prefix']} to {target} ({backend.kind})"
                 )
-                backend.switch(host["address"])
+                try:
+                    backend.switch(main_address(host))
+                except SwitchPending as error:
+                    # It may still switch: the watch, already running, will see it.
+                    pending = str(error)
+                    _log(f"{props['network']}: {pending}; watching on for the first packet")
             else:
                 _log(
                     f"{props['network']}: {props['prefix']} is routed to {target}; waiting for "
@@ -157,7 +192,8 @@ class UpstreamProvider(HostProvider):
                     session.run(["kill", str(pid)], check=False)
             watcher.close()
         if seen == cutover_plans.NO_PACKET:
-            raise CutoverError(self._no_packet(props, backend, timeout))
+            said = f" ({pending})" if pending else ""
+            raise CutoverError(self._no_packet(props, backend, timeout) + said)
         if done != cutover_plans.DONE or status != 0:
             raise CutoverError(
                 f"{props['network']}: the route points to {target}, but dropping its egress "
@@ -195,9 +231,9 @@ class UpstreamProvider(HostProvider):
         target = props["upstream"]
         host = props["hosts"][target]
         where = (
-            f"Route {props['prefix']} to {host['address']} at your provider"
+            f"Route {props['prefix']} to {main_address(host)} at your provider"
             if backend.kind == "manual"
-            else f"Check that {backend.kind} routes {props['prefix']} to {host['address']}"
+            else f"Check that {backend.kind} routes {props['prefix']} to {main_address(host)}"
         )
         return (
             f"{props['network']}: no packet for {props['prefix']} arrived directly at "

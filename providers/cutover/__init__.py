@@ -15,6 +15,11 @@ class CutoverError(RuntimeError):
     """The switch failed or its state could not be read; the message says what happened."""
 
 
+class SwitchPending(CutoverError):
+    """The switch call gave no answer in time, and the provider may still be switching:
+    the first direct packet will tell."""
+
+
 class Backend(Protocol):
     kind: str
 

@@ -23,6 +23,15 @@ The API as documented (robot.hetzner.com/doc/webservice/en.html, "Failover" and 
   401, and 3 failed logins block the caller's IP for 10 minutes (so 401 is never retried);
   the rate limit is 403 RATE_LIMIT_EXCEEDED with `max_request` and `interval` (seconds);
   503 means maintenance.
+- A switch takes 40 to 60 s (docs.hetzner.com, "Failover"), and the POST returns when it
+  is done (community.hrobot's failover_ip: "the API call returns when the failover IP has
+  been successfully routed"); a POST that outlasts `timeout_s` may still switch.
+- Only a failover IP or net can be switched. An ordinary additional subnet is routed to
+  one server and is no failover object (GET: 404 NOT_FOUND); Hetzner sells failover
+  subnets as their own order, and moves an ordinary one only on a support request.
+
+Calls: `check_switch` (the preview of a cutover) is one GET; `current` one GET; `switch`
+one POST and one GET (the read back). docs/troubleshooting.md counts them per run.
 """
 
 from __future__ import annotations
@@ -41,9 +50,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from providers.cutover import CutoverError
+from providers.cutover import CutoverError, SwitchPending
 from providers.schema.errors import problems
-from providers.schema.upstream import HetznerRobotCutover, Robot, is_loopback
+from providers.schema.upstream import PLACEHOLDER, HetznerRobotCutover, Robot, is_loopback
 
 READ_TIMEOUT_S = 30.0
 # One retry after Robot's rate-limit window, and only if the window is this short; the
@@ -73,14 +82,14 @@ def _settings(cutover: Mapping[str, Any]) -> HetznerRobotCutover:
         raise CutoverError(_said("cutover", HetznerRobotCutover, error)) from None
 
 
-def _credentials(credentials: Any) -> tuple[str, str]:
+def _credentials(credentials: Any) -> Robot:
     try:
         robot = Robot.model_validate(credentials)
     except ValidationError as error:
         raise CutoverError(_said("glidepath:robot", Robot, error) + " (as secrets)") from None
     if not isinstance(robot.user, str) or not isinstance(robot.password, str):
         raise CutoverError("glidepath:robot is still encrypted (secure: ...)")
-    return robot.user, robot.password
+    return robot
 
 
 def _prefixlen(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, netmask: str) -> int:
@@ -130,7 +139,10 @@ class HetznerRobot:
         # A failover net is addressed by its net address.
         self.failover_ip = settings.failover_ip or str(self.prefix.network_address)
         self.timeout_s = float(settings.timeout_s)
-        self._user, self._password = _credentials(credentials)
+        robot = _credentials(credentials)
+        self._user, self._password = str(robot.user), str(robot.password)
+        #: The example's placeholders: nothing is sent (see `_request`).
+        self.placeholders = robot.placeholders
         token = base64.b64encode(f"{self._user}:{self._password}".encode()).decode("ascii")
         self._authorization = f"Basic {token}"
         self._sleep = sleep
@@ -154,6 +166,49 @@ class HetznerRobot:
         """The main IP of the server Robot routes the failover IP/net to; None if unrouted."""
         record = self._failover(self._request("GET", timeout=min(self.timeout_s, READ_TIMEOUT_S)))
         return record.get("active_server_ip") or None
+
+    def check_switch(self, current: str | None, target: str, main_ips: Mapping[str, str]) -> str:
+        """Before a cutover from host `current` to host `target` (the preview): one GET.
+        The credentials work, the prefix is a failover IP/net of this account, and Robot
+        routes it to the current upstream's main IP (or the target's already). Returns
+        what was found; raises CutoverError saying what is wrong otherwise.
+
+        `main_ips`: each host's main IP, by name."""
+        routed = self.current()
+        target_ip = main_ips[target]
+        if routed == target_ip:
+            return (
+                f"Robot routes {self._what()} to {target} ({target_ip}) already: no switch "
+                "needed, the cutover waits for its first direct packet there"
+            )
+        current_ip = main_ips.get(current) if current is not None else None
+        if current_ip is not None and routed == current_ip:
+            return (
+                f"Robot routes {self._what()} to {current} ({routed}) now and can switch "
+                f"it to {target} ({target_ip})"
+            )
+        hosts = ", ".join(f"{name} {ip}" for name, ip in main_ips.items())
+        expected = f"{current} ({current_ip})" if current_ip else str(current)
+        elsewhere = next((name for name, ip in main_ips.items() if ip == routed), None)
+        if elsewhere is not None:
+            found = (
+                f"{elsewhere} ({routed}), but this stack's state says {expected}: it was "
+                "switched outside this stack. `pulumi refresh` (the state learns where it is "
+                "routed), then preview again"
+            )
+        elif routed is None:
+            found = (
+                f"no server (unrouted), but this stack's state says {expected}. Route it to "
+                f"{expected} in Robot, then preview again"
+            )
+        else:
+            found = (
+                f"{routed}, the main IP of no host of this stack: switching it to {target} "
+                f"would take it from that server. If {routed} is one of these servers, set "
+                "its main_ip to it (address stays where SSH reaches it); otherwise check "
+                "cutover.failover_ip"
+            )
+        raise CutoverError(f"Robot routes {self._what()} to {found}. Main IPs: {hosts}")
 
     def switch(self, address: str) -> None:
         try:
@@ -208,6 +263,13 @@ class HetznerRobot:
         Returns the decoded body of a 2xx answer, or the RobotError of a 409 (whose meaning
         the caller decides); every other error raises CutoverError.
         """
+        if self.placeholders:
+            # Robot would answer 401 and count it: 3 of them block this address for 10 min.
+            raise CutoverError(
+                f"glidepath:robot holds the example's placeholders ({PLACEHOLDER}...), not a "
+                "Robot web service user; nothing was sent to Robot. Set them: pulumi config "
+                "set --secret --path glidepath:robot.user (and .password)"
+            )
         for attempt in (1, 2):
             answer = self._send(method, form, timeout)
             if not isinstance(answer, RobotError) or answer.code != "RATE_LIMIT_EXCEEDED":
@@ -219,8 +281,9 @@ class HetznerRobot:
                 continue
             break
         if isinstance(answer, RobotError) and answer.status != 409:
-            doing = "switching" if method == "POST" else "reading"
-            raise self._error(answer, f"{doing} {self._what()}")
+            target = (form or {}).get("active_server_ip")
+            doing = f"switching {self._what()} to {target}" if target else f"reading {self._what()}"
+            raise self._error(answer, doing)
         return answer
 
     def _send(
@@ -245,16 +308,11 @@ class HetznerRobot:
             finally:
                 error.close()
         except TimeoutError:
-            raise CutoverError(
-                f"Robot did not answer {method} {self._what()} within {timeout:g} s"
-                + ("; the switch may still be in progress" if method == "POST" else "")
-            ) from None
+            raise self._no_answer(method, timeout) from None
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", error)
             if isinstance(reason, TimeoutError):
-                raise CutoverError(
-                    f"Robot did not answer {method} {self._what()} within {timeout:g} s"
-                ) from None
+                raise self._no_answer(method, timeout) from None
             raise CutoverError(
                 f"cannot reach Robot at {self.base_url}: {self._scrub(str(reason))}"
             ) from None
@@ -275,6 +333,13 @@ class HetznerRobot:
             message=str(fields.get("message") or ""),
             fields=fields,
         )
+
+    def _no_answer(self, method: str, timeout: float) -> CutoverError:
+        said = f"Robot did not answer {method} {self._what()} within {timeout:g} s"
+        if method == "POST":
+            # Robot answers a switch when it is done: it may be switching still.
+            return SwitchPending(f"{said}; the switch may still be in progress")
+        return CutoverError(said)
 
     def _failover(self, answer: dict[str, Any] | RobotError) -> dict[str, Any]:
         if isinstance(answer, RobotError):
@@ -330,8 +395,13 @@ class HetznerRobot:
             )
         elif error.code == "NOT_FOUND":
             message = (
-                f"Robot has no {self._what()} in this account ({detail}); set "
-                "cutover.failover_ip to the failover IP or the failover net's address"
+                f"Robot has no {self._what()} in this account ({detail}): {self.prefix} is "
+                "not a failover IP or net there, so Robot cannot switch it. An ordinary "
+                "additional subnet is routed to one server, and Robot's API cannot move it "
+                "(Hetzner sells failover subnets as a separate order): set cutover.kind: "
+                "manual and ask Hetzner support to route the subnet to the new server's main "
+                "IP, as the blog did. If it is a failover net, set cutover.failover_ip to its "
+                "address"
             )
         elif error.code == "FAILOVER_NEW_SERVER_NOT_FOUND":
             message = (

@@ -4,9 +4,17 @@ stack's `glidepath:hosts` entries, and `glidepath:ssh`, the login they share."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Self
 
-from pydantic import AfterValidator, Field, PrivateAttr, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from providers import validate
 from providers.schema.fields import (
@@ -48,6 +56,30 @@ class UplinkEndpoint(Endpoint):
     uplink: InterfaceName = DEFAULT_UPLINK
 
 
+class UpstreamHost(UplinkEndpoint):
+    """A host as the Upstream sees it: also the address the provider routes the prefix to."""
+
+    main_ip: Address | None = None
+    """Where the provider routes the prefix (Robot: the server's main IP); default: address."""
+
+    @property
+    def main_address(self) -> str:
+        return self.main_ip or self.address
+
+    @model_serializer(mode="wrap")
+    def _main_ip_as_given(self, dump: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Left out where unset: an Upstream stored before main_ip existed shows no change.
+        fields: dict[str, Any] = dump(self)
+        if fields.get("main_ip") is None:
+            fields.pop("main_ip", None)
+        return fields
+
+
+def main_address(host: Mapping[str, Any]) -> str:
+    """The address the provider routes the prefix to, of an Upstream's `hosts` entry."""
+    return str(host.get("main_ip") or host["address"])
+
+
 class Keyed(Model):
     """An entry of a mapping that names it (`glidepath:hosts.<name>`): its key is its name."""
 
@@ -66,7 +98,12 @@ class Host(Keyed):
     """A hypervisor glidepath manages, reached over SSH as root by key."""
 
     address: Address
-    """Its main address: where Pulumi reaches its sshd and the provider routes the prefix."""
+    """Where Pulumi reaches its sshd (and, unless main_ip is set, where the provider routes
+    the prefix)."""
+    main_ip: Address | None = None
+    """The address the provider routes the prefix to: for Robot, the server's main IP
+    (its failover switch takes nothing else). Default: address; set it where Pulumi
+    reaches the server over another address (a VPN, a management network)."""
     port: Port = DEFAULT_PORT
     user: SshUser = DEFAULT_USER
     """Default: glidepath:ssh.user."""
@@ -75,10 +112,21 @@ class Host(Keyed):
     sshd_config: AbsolutePath = DEFAULT_SSHD_CONFIG
     """The host's sshd config (the host bootstrap sets `PermitTunnel yes` there)."""
 
+    @property
+    def main_address(self) -> str:
+        """Where the provider routes the prefix: main_ip, or address where it is unset."""
+        return self.main_ip or self.address
+
     def endpoint(self) -> dict[str, Any]:
         """The `host` input every host-level resource takes."""
         return Endpoint.model_construct(
             name=self.name, address=self.address, port=self.port, user=self.user
+        ).model_dump()
+
+    def upstream_endpoint(self) -> dict[str, Any]:
+        """The Upstream's `hosts` entry: the endpoint, the uplink, and main_ip where set."""
+        return UpstreamHost.model_construct(
+            **self.endpoint(), uplink=self.uplink, main_ip=self.main_ip
         ).model_dump()
 
 

@@ -269,6 +269,21 @@ def across(parts: Parts) -> list[Problem]:
     for name, host in parts.hosts.items():
         if other := _again(addresses, host.address, name):
             found.append((f"hosts.{name}.address", f"{host.address} is also host {other}'s"))
+    # The provider routes the prefix to a main IP, and glidepath tells the hosts apart by
+    # it: one per host. Two equal addresses without main_ip are reported above.
+    mains: dict[str, str] = {}
+    for name, host in parts.hosts.items():
+        other = _again(mains, host.main_address, name)
+        if other is None or not (host.main_ip or parts.hosts[other].main_ip):
+            continue
+        where = name if host.main_ip else other
+        found.append(
+            (
+                f"hosts.{where}.main_ip",
+                f"{host.main_address} is also host {other if where == name else name}'s "
+                "main IP (where the provider routes the prefix)",
+            )
+        )
 
     tuns: dict[Any, str] = {}
     tunnels: dict[ipaddress.IPv4Network | ipaddress.IPv6Network, str] = {}

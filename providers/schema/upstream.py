@@ -32,7 +32,7 @@ from providers.schema.fields import (
     at,
     checked,
 )
-from providers.schema.host import Endpoint, UplinkEndpoint
+from providers.schema.host import Endpoint, UpstreamHost
 from providers.validate import Invalid
 
 #: How long the new upstream waits for the first packet that arrives directly, where the
@@ -180,11 +180,25 @@ Cutover = Annotated[
 ]
 
 
+#: What the example stack's Robot secrets hold until a user sets theirs (and what a stack
+#: file keeps where only the approved `up` gets the real ones: docs/gitops.md).
+PLACEHOLDER = "REPLACE-ME"
+
+
 class Robot(Model):
     """A Robot *web service* user (not the Robot login), as secrets."""
 
     user: SecretText | None = Field(None, repr=False)
     password: SecretText | None = Field(None, repr=False)
+
+    @property
+    def placeholders(self) -> bool:
+        """Still the example's placeholders: Robot would refuse them (and count a failed
+        login against the caller's address), so they are never sent."""
+        return any(
+            isinstance(value, str) and value.startswith(PLACEHOLDER)
+            for value in (self.user, self.password)
+        )
 
     @model_validator(mode="after")
     def _both(self) -> Robot:
@@ -203,7 +217,7 @@ class Robot(Model):
 class UpstreamArgs(ResourceArgs):
     network: NetworkName
     prefix: Ipv4Prefix
-    hosts: Annotated[dict[str, UplinkEndpoint], Field(min_length=1)]
+    hosts: Annotated[dict[str, UpstreamHost], Field(min_length=1)]
     upstream: HostName
     """The host the prefix is routed to after this run."""
     marked: list[HostName] = Field(default_factory=list)

@@ -89,6 +89,21 @@ def test_an_upstream_stored_before_the_shared_schema_is_unchanged() -> None:
     assert UpstreamProvider().diff("net0", olds, news).changes is False
 
 
+def test_main_ip_is_kept_where_given_and_absent_otherwise() -> None:
+    hosts = {"old": OLD, "new": {**NEW, "main_ip": " 198.51.100.20"}}
+    inputs, failures = _check(hosts=hosts)
+    assert failures == {}
+    assert inputs["hosts"]["new"]["main_ip"] == "198.51.100.20"
+    # An Upstream stored before main_ip existed compares equal: no update for it.
+    assert "main_ip" not in inputs["hosts"]["old"]
+    provider = UpstreamProvider()
+    assert provider._host_by_address(inputs, "198.51.100.20") == "new"
+    assert provider._host_by_address(inputs, "198.18.2.2") is None  # SSH only
+    assert provider._host_by_address(inputs, "198.18.1.2") == "old"
+    _, failures = _check(hosts={"old": OLD, "new": {**NEW, "main_ip": "new"}})
+    assert "hosts.new.main_ip" in failures["hosts"]
+
+
 @pytest.mark.parametrize(
     ("field", "bad", "said"),
     [

@@ -288,6 +288,50 @@ def test_hetzner_robot_needs_secret_credentials_and_a_sane_endpoint() -> None:
     ]
 
 
+def test_main_ip_defaults_to_the_ssh_address() -> None:
+    raw = _with(GOOD, ["hosts", "new", "main_ip"], " 198.51.100.20")
+    config = parse_config(raw)
+    assert (config.hosts["new"].address, config.hosts["new"].main_address) == (
+        "198.18.2.2",
+        "198.51.100.20",
+    )
+    assert config.hosts["old"].main_ip is None
+    assert config.hosts["old"].main_address == "198.18.1.2"
+    # SSH still goes to `address`; the Upstream gets main_ip only where it is set.
+    assert config.hosts["new"].endpoint()["address"] == "198.18.2.2"
+    assert config.hosts["new"].upstream_endpoint()["main_ip"] == "198.51.100.20"
+    assert "main_ip" not in config.hosts["old"].upstream_endpoint()
+    assert parse_config(_with(GOOD, ["hosts", "new", "main_ip"], "2001:db8::2")).hosts
+
+
+@pytest.mark.parametrize(
+    ("main_ips", "problem"),
+    [
+        ({"new": "198.51.100.300"}, "glidepath:hosts.new.main_ip: '198.51.100.300' is not an IP"),
+        ({"new": "main"}, "glidepath:hosts.new.main_ip: 'main' is not an IP address"),
+        (
+            {"new": "198.18.1.2"},
+            "glidepath:hosts.new.main_ip: 198.18.1.2 is also host old's main IP",
+        ),
+        (
+            {"old": "198.18.2.2"},
+            "glidepath:hosts.old.main_ip: 198.18.2.2 is also host new's main IP",
+        ),
+        (
+            {"old": "198.51.100.9", "new": "198.51.100.9"},
+            "glidepath:hosts.new.main_ip: 198.51.100.9 is also host old's main IP",
+        ),
+    ],
+)
+def test_a_wrong_main_ip_is_named(main_ips: dict[str, str], problem: str) -> None:
+    raw = copy.deepcopy(GOOD)
+    for host, main_ip in main_ips.items():
+        raw["hosts"][host]["main_ip"] = main_ip
+    problems = _problems(raw)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(problem), problems
+
+
 def test_secure_entries_of_a_stack_file_count_as_set() -> None:
     # A stack file read as YAML holds secrets as {secure: v1:...}: present, not readable.
     raw = _with(WITH_SSH, ["ssh", "private_key"], {"secure": "v1:abc"})

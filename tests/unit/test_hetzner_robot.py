@@ -4,12 +4,14 @@ failover endpoints (tests/support/robot_server.py). Loopback only; no network.""
 from __future__ import annotations
 
 import ssl
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from providers.cutover import CutoverError, backend_for
+from providers.cutover import CutoverError, SwitchPending, backend_for
 from providers.cutover.hetzner_robot import HetznerRobot
 from tests.support.robot_server import Failover, Limit, RobotServer, RobotState, robot_server
 
@@ -85,13 +87,191 @@ def test_already_routed_is_success(robot: RobotServer, capsys: pytest.CaptureFix
 
 
 def test_accepted_but_not_yet_active_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
-    with robot_server(_state(lagging=True)) as server:
+    with robot_server(_state(lagging=True, switch_s=30)) as server:
         backend = _backend(server)
         backend.switch(NEW)  # no error: the caller waits for the first packet
         out = capsys.readouterr().out
         assert f"still reports {OLD} as active" in out
         server.state.settle()
         assert backend.current() == NEW
+
+
+# --- a switch takes time, as Robot's does --------------------------------------------------
+
+
+def test_a_switch_returns_when_it_has_taken_effect() -> None:
+    switched: list[tuple[str, str, str | None]] = []
+    state = _state(switch_s=1.0)
+    # The lab's router follows here; GET does not report the new server before it has.
+    failover = state.failovers["203.0.113.0"]
+    state.on_switch = lambda ip, target: switched.append((ip, target, failover.active_server_ip))
+    with robot_server(state) as server:
+        backend = _backend(server)
+        seen_during: list[str | None] = []
+        locked_said: list[str] = []
+
+        def meanwhile() -> None:
+            time.sleep(0.3)
+            seen_during.append(backend.current())
+            try:
+                backend.switch(OLD)
+            except CutoverError as error:
+                locked_said.append(str(error))
+
+        other = threading.Thread(target=meanwhile)
+        started = time.monotonic()
+        other.start()
+        backend.switch(NEW)
+        took = time.monotonic() - started
+        other.join(5)
+        assert took >= 1.0
+        assert switched == [("203.0.113.0", NEW, OLD)]
+        assert seen_during == [OLD]  # the switch was running: Robot shows the old server
+        (said,) = locked_said
+        assert "409 FAILOVER_LOCKED" in said and "already switching" in said
+        assert _active(server) == NEW and backend.current() == NEW
+        assert server.state.count("POST") == 2  # the switch, and the one refused meanwhile
+        assert server.state.errors == []
+
+
+def test_a_switch_slower_than_timeout_s_may_still_happen(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    switched: list[str] = []
+    state = _state(switch_s=30)
+    state.on_switch = lambda _ip, target: switched.append(target)
+    with robot_server(state) as server:
+        cutover = {"kind": "hetzner-robot", "base_url": server.base_url, "timeout_s": 1}
+        backend = HetznerRobot(cutover, PREFIX, CREDENTIALS)
+        with pytest.raises(SwitchPending) as pending:
+            backend.switch(NEW)
+        assert "did not answer POST failover 203.0.113.0" in str(pending.value)
+        assert "within 1 s; the switch may still be in progress" in str(pending.value)
+        assert backend.current() == OLD
+        with pytest.raises(CutoverError, match="FAILOVER_LOCKED"):
+            backend.switch(NEW)  # a retry meanwhile is refused, not a second switch
+        server.state.settle()  # Robot finishes, whoever waits for it
+        assert switched == [NEW]
+        assert backend.current() == NEW
+        assert server.state.count("POST") == 2
+    assert "Robot routes" not in capsys.readouterr().out
+
+
+def test_a_switch_that_fails_after_a_delay(robot: RobotServer) -> None:
+    switched: list[str] = []
+    robot.state.fail_after_s = 0.5
+    robot.state.on_switch = lambda _ip, target: switched.append(target)
+    backend = _backend(robot)
+    started = time.monotonic()
+    with pytest.raises(CutoverError) as error:
+        backend.switch(NEW)
+    assert time.monotonic() - started >= 0.5
+    message = str(error.value)
+    assert f"Robot failed while switching failover 203.0.113.0 ({PREFIX}) to {NEW}" in message
+    assert "500 FAILOVER_FAILED" in message
+    assert "`pulumi refresh`" in message
+    assert (switched, _active(robot)) == ([], OLD)
+    assert robot.state.locked == set()  # over: the next switch may run
+    robot.state.fail_after_s = None
+    backend.switch(NEW)
+    assert (switched, _active(robot)) == ([NEW], NEW)
+
+
+def test_an_accepted_switch_that_never_takes_effect(capsys: pytest.CaptureFixture[str]) -> None:
+    # Robot's answer runs ahead of its routing, and the routing then fails: the backend
+    # cannot know; the first-packet watch on the new host is what tells.
+    with robot_server(_state(lagging=True, fail_after_s=30)) as server:
+        backend = _backend(server)
+        backend.switch(NEW)
+        assert f"still reports {OLD} as active" in capsys.readouterr().out
+        server.state.settle()
+        assert backend.current() == OLD
+
+
+def test_maintenance_is_said_and_not_retried(robot: RobotServer) -> None:
+    robot.state.maintenance = True
+    backend = _backend(robot)
+    for call in (backend.current, lambda: backend.switch(NEW)):
+        with pytest.raises(CutoverError, match=r"down for maintenance \(503\)"):
+            call()
+    assert (robot.state.count("GET"), robot.state.count("POST")) == (1, 1)
+    assert _active(robot) == OLD
+
+
+def test_the_examples_placeholders_are_never_sent(robot: RobotServer) -> None:
+    placeholders = {"user": "REPLACE-ME-robot-user", "password": "REPLACE-ME-password"}
+    backend = _backend(robot, placeholders)
+    assert backend.placeholders
+    for call in (backend.current, lambda: backend.switch(NEW)):
+        with pytest.raises(CutoverError, match="holds the example's placeholders"):
+            call()
+    assert robot.state.seen == []  # no failed login counted against this address
+
+
+# --- the preview's one read ----------------------------------------------------------------
+
+MAIN_IPS = {"old": OLD, "new": NEW}
+
+
+def test_check_switch_routed_to_the_current_upstream(robot: RobotServer) -> None:
+    said = _backend(robot).check_switch("old", "new", MAIN_IPS)
+    assert said == (
+        f"Robot routes failover 203.0.113.0 ({PREFIX}) to old ({OLD}) now and can switch it "
+        f"to new ({NEW})"
+    )
+    assert (robot.state.count("GET"), robot.state.count("POST")) == (1, 0)
+
+
+def test_check_switch_routed_to_the_target_already(robot: RobotServer) -> None:
+    robot.state.failovers["203.0.113.0"].active_server_ip = NEW
+    said = _backend(robot).check_switch("old", "new", MAIN_IPS)
+    assert f"to new ({NEW}) already: no switch needed" in said
+    assert (robot.state.count("GET"), robot.state.count("POST")) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    ("active", "said"),
+    [
+        (
+            "198.51.100.99",
+            "to 198.51.100.99, the main IP of no host of this stack: switching it to new "
+            "would take it from that server. If 198.51.100.99 is one of these servers, set "
+            f"its main_ip to it (address stays where SSH reaches it); otherwise check "
+            f"cutover.failover_ip. Main IPs: old {OLD}, new {NEW}, spare 198.51.100.30",
+        ),
+        (
+            "198.51.100.30",
+            "to spare (198.51.100.30), but this stack's state says old (198.51.100.10): it "
+            "was switched outside this stack. `pulumi refresh`",
+        ),
+        (None, f"to no server (unrouted), but this stack's state says old ({OLD})"),
+    ],
+)
+def test_check_switch_routed_elsewhere_fails_naming_the_addresses(
+    robot: RobotServer, active: str | None, said: str
+) -> None:
+    robot.state.failovers["203.0.113.0"].active_server_ip = active
+    main_ips = {**MAIN_IPS, "spare": "198.51.100.30"}
+    with pytest.raises(CutoverError) as error:
+        _backend(robot).check_switch("old", "new", main_ips)
+    assert said in str(error.value)
+    assert (robot.state.count("GET"), robot.state.count("POST")) == (1, 0)
+
+
+def test_check_switch_of_an_ordinary_subnet_says_manual(robot: RobotServer) -> None:
+    cutover = {"base_url": robot.base_url}
+    with pytest.raises(CutoverError) as error:
+        HetznerRobot(cutover, "203.0.113.64/29", CREDENTIALS).check_switch("old", "new", MAIN_IPS)
+    assert "is not a failover IP or net there" in str(error.value)
+    assert "cutover.kind: manual and ask Hetzner support" in str(error.value)
+    assert robot.state.count("GET") == 1
+
+
+def test_check_switch_with_wrong_credentials(robot: RobotServer) -> None:
+    wrong = {"user": USER, "password": "wrong-password-123"}
+    with pytest.raises(CutoverError, match=r"rejected the credentials in glidepath:robot \(401\)"):
+        _backend(robot, wrong).check_switch("old", "new", MAIN_IPS)
+    assert robot.state.count("GET") == 1  # never retried: 3 failures block the address
 
 
 def test_wrong_credentials_change_nothing(robot: RobotServer) -> None:
@@ -154,9 +334,15 @@ def test_locked_says_a_switch_is_in_progress() -> None:
 
 
 def test_unknown_failover_ip(robot: RobotServer) -> None:
+    # What an ordinary additional subnet looks like to Robot: no failover object at all.
     cutover = {"base_url": robot.base_url, "failover_ip": "203.0.113.64"}
-    with pytest.raises(CutoverError, match=r"no failover 203\.0\.113\.64"):
+    with pytest.raises(CutoverError, match=r"no failover 203\.0\.113\.64") as error:
         HetznerRobot(cutover, "203.0.113.64/29", CREDENTIALS).current()
+    message = str(error.value)
+    assert "404 NOT_FOUND" in message
+    assert "An ordinary additional subnet" in message
+    assert "cutover.kind: manual and ask Hetzner support to route the subnet" in message
+    assert "cutover.failover_ip" in message
 
 
 def test_target_not_a_server(robot: RobotServer) -> None:
@@ -191,6 +377,7 @@ def test_credentials_never_in_messages(
     with pytest.raises(CutoverError) as bad:
         HetznerRobot({"base_url": f"https://{USER}:{PASSWORD}@robot.example"}, PREFIX, {})
     errors.append(str(bad.value))
+    robot.state.locked.clear()
     _backend(robot).switch(OLD)  # already routed: a log line
     printed = capsys.readouterr().out
     errors.append(repr(_backend(robot)))

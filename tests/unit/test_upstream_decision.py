@@ -10,7 +10,12 @@ import pytest
 
 from components.config import parse_config
 from components.network import decide_upstream, egress_hosts
-from components.routed import config_upstream, needs_routed_host, unmarked_host
+from components.routed import (
+    config_upstream,
+    host_by_address,
+    needs_routed_host,
+    unmarked_host,
+)
 from tests.unit.test_config import GOOD
 
 pytestmark = [pytest.mark.unit]
@@ -90,3 +95,14 @@ def test_egress_hosts_are_the_upstreams_peers() -> None:
     config = _config({"blog": "old"})
     assert egress_hosts(config, "old") == ["new"]
     assert egress_hosts(config, "new") == ["old"]
+
+
+def test_the_routed_host_is_found_by_its_main_ip() -> None:
+    # Robot answers with a server's main IP; SSH may reach that server elsewhere.
+    config = _config({"blog": "old"})
+    assert host_by_address(config, "198.18.2.2") == "new"
+    raw = copy.deepcopy(GOOD)
+    raw["hosts"]["new"]["main_ip"] = "198.51.100.20"
+    config = parse_config(raw)
+    assert host_by_address(config, "198.51.100.20") == "new"
+    assert host_by_address(config, "198.18.2.2") is None
