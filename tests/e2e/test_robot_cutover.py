@@ -59,7 +59,19 @@ def _marked(lab: Any, host: str) -> bool:
 def _answers_both_ways(lab: Any) -> None:
     """Replies reach the client: in through core, out through whichever path is right
     (core drops replies that arrive from a host it does not route the prefix to)."""
-    wait_answers(lab, IP, boot_s=10)
+    try:
+        wait_answers(lab, IP, boot_s=10)
+    except AssertionError:
+        for host in ("old", "new"):
+            for argv in (
+                ["ip", "-4", "route", "show", "table", "all"],
+                ["ip", "rule"],
+                ["iptables-save", "-t", "mangle"],
+                ["tail", "-c", "2000", f"/var/log/libvirt/qemu/{VM}-console.log"],
+            ):
+                shown = lab.run(host, argv, check=False, timeout=30)
+                print(f"--- {host}: {' '.join(argv)}\n{shown.stdout}{shown.stderr}")
+        raise
     result = lab.probe(IP, 2)
     assert result.received > 0.8 * result.sent, result.summary()
 
