@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pulumi
 
@@ -21,6 +22,20 @@ class VirtualMachine(pulumi.ComponentResource):
     ) -> None:
         super().__init__("glidepath:components:VirtualMachine", vm.name, {}, opts)
         cutover = config.networks[vm.network].cutover
+        # An adopted VM keeps its own definition: its fields stay unset (their defaults).
+        own: dict[str, Any] = (
+            {}
+            if vm.adopt
+            else {
+                "memory_mib": vm.memory_mib,
+                "vcpus": vm.vcpus,
+                "cpu_model": vm.cpu_model,
+                "mac": vm.mac,
+                "disks": vm.disks,
+                "boot": vm.boot,
+                "domain_type": vm.domain_type,
+            }
+        )
         self.placement = VmPlacement(
             vm.name,
             name=vm.name,
@@ -28,10 +43,8 @@ class VirtualMachine(pulumi.ComponentResource):
             fleet={name: host.endpoint() for name, host in config.hosts.items()},
             ip=vm.ip,
             vif=vm.vif,
-            memory_mib=vm.memory_mib,
-            disks=vm.disks,
-            boot=vm.boot,
-            domain_type=vm.domain_type,
+            adopt=vm.adopt,
+            **own,
             migration=vm.migration,
             delete_disks=vm.delete_disks,
             # Where the network's cutover switches after a move (lab-router): the move

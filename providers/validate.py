@@ -151,6 +151,32 @@ def file_path(value: Any) -> str:
     return value
 
 
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+#: libvirt's CPU modes, or a named model (Skylake-Server-IBRS, EPYC, ...).
+CPU_MODES = ("host-passthrough", "host-model")
+_CPU_MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def mac(value: Any) -> str:
+    """A unicast MAC address, written lower case with colons."""
+    text = value.lower() if isinstance(value, str) else None
+    if text is None or not _MAC.fullmatch(text):
+        raise Invalid(f"{value!r} is not a MAC address (52:54:00:12:34:56)")
+    if int(text[:2], 16) & 1:
+        raise Invalid(f"{value!r} is a multicast address: a NIC needs a unicast one")
+    return text
+
+
+def cpu_model(value: Any) -> str:
+    """host-passthrough, host-model, or a CPU model name as libvirt lists them."""
+    if not isinstance(value, str) or not _CPU_MODEL.fullmatch(value):
+        raise Invalid(
+            f"{value!r}: use host-passthrough, host-model or a model name "
+            "(`virsh cpu-models x86_64`)"
+        )
+    return value
+
+
 def boolean(value: Any) -> bool:
     # bool("false") is True: a quoted "false" must not turn a switch on.
     if isinstance(value, bool):

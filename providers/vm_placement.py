@@ -17,7 +17,7 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, Updat
 
 from providers import libvirt_bridge, transport, validate
 from providers.base import HostProvider, endpoint_of
-from providers.migration import MIB, disks, job, path, preflight
+from providers.migration import MIB, disks, job, live_xml, path, preflight
 from providers.migration import log as _log
 from providers.migration.domain import DomainSpec, domain_xml
 from providers.migration.handover import End, RouteHandover
@@ -27,7 +27,10 @@ from providers.plans import handover
 from providers.schema.vm_placement import Boot, Disk, DomainType, Migration, VmPlacementArgs
 from providers.transport import Endpoint
 
-SPEC_FIELDS = ("memory_mib", "vcpus", "vif", "disks", "boot", "domain_type")
+#: libvirt's flag for a definition as a migration carries it (libvirt.VIR_DOMAIN_XML_MIGRATABLE;
+#: libvirt is imported only where a host is reached).
+VIR_DOMAIN_XML_MIGRATABLE = 8
+SPEC_FIELDS = ("memory_mib", "vcpus", "vif", "disks", "boot", "domain_type", "cpu_model", "mac")
 
 
 class MigrationError(RuntimeError):
@@ -52,7 +55,7 @@ class VmPlacementProvider(HostProvider):
     def diffed_fields(self, news: dict[str, Any]) -> list[str]:
         # Not `cutover_router` nor `tunnel_addresses`: where the network's cutover switches
         # and which links exist say nothing about the VM; they only shape a move.
-        return ["name", "host", "migration", "delete_disks", *SPEC_FIELDS]
+        return ["name", "host", "migration", "delete_disks", "adopt", *SPEC_FIELDS]
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         result = super().diff(id_, olds, news)
@@ -125,12 +128,36 @@ class VmPlacementProvider(HostProvider):
             )
         endpoint = endpoint_of(props)
         conn = self._libvirt(endpoint)
-        disks.ensure_disks(self.session(props), props["disks"])
-        dom = conn.defineXML(domain_xml(DomainSpec.from_props(props)))
+        if props["adopt"]:
+            dom = self._adopt(props, existing)
+        else:
+            disks.ensure_disks(self.session(props), props["disks"])
+            dom = conn.defineXML(domain_xml(DomainSpec.from_props(props)))
         if not dom.isActive():
             self._start(props, dom)
             _log(f"{name}: started on {endpoint.name}")
         return CreateResult(name, self._outputs(props, dom, None))
+
+    def _adopt(self, props: dict[str, Any], existing: Placement | None) -> Any:
+        """Take over a domain defined by hand, as it is: nothing of it is rewritten."""
+        name, host = props["name"], props["host"]["name"]
+        if existing is None or existing.host != host:
+            raise RuntimeError(
+                f"{name}: adopt: no domain named {name} on {host} (`virsh list --all` there); "
+                "define it there first, or remove `adopt` to let glidepath define it"
+            )
+        taps = live_xml.interface_targets(existing.domain.XMLDesc(0))
+        if props["vif"] not in taps:
+            raise RuntimeError(
+                f"{name}: adopt: its interfaces are {', '.join(taps) or 'none'}, not "
+                f"{props['vif']} (the stack's vif): its routes follow the tap's name. Set "
+                "vif to its tap, or give its interface that target dev"
+            )
+        _log(
+            f"{name}: adopted on {host} as it is ({'running' if existing.running else 'stopped'}); "
+            "its definition stays its own"
+        )
+        return existing.domain
 
     def _start(self, props: dict[str, Any], dom: Any) -> None:
         # A hold left by a killed move would keep the VM's route off its tap.
@@ -197,11 +224,10 @@ class VmPlacementProvider(HostProvider):
         target = news["host"]["name"]
         if placement.host != target:
             last = self.migrate(olds, news, placement)
-        spec = DomainSpec.from_props(news)
         conn = self._libvirt(endpoint_of(news))
         dom = conn.lookupByName(news["name"])
-        if any(olds.get(k) != news.get(k) for k in SPEC_FIELDS):
-            conn.defineXML(domain_xml(spec))  # takes effect at the next boot
+        if not news["adopt"] and any(olds.get(k) != news.get(k) for k in SPEC_FIELDS):
+            conn.defineXML(domain_xml(DomainSpec.from_props(news)))  # at the next boot
             _log(f"{news['name']}: definition updated; memory/CPU/boot changes apply at next boot")
         if not dom.isActive():
             self._start(news, dom)
@@ -232,7 +258,7 @@ class VmPlacementProvider(HostProvider):
             raise PreflightError(f"{news['name']}: pre-flight: {err}") from err
         source_ssh, target_ssh = self.session(olds), self.session(news)
         create, slices = preflight.check(
-            news,
+            {**news, "disks": self._disks(olds, news)},
             preflight.Side(source_name, source_conn, source_ssh),
             preflight.Side(target.name, target_conn, target_ssh),
             announce=announce,
@@ -255,14 +281,19 @@ class VmPlacementProvider(HostProvider):
         source_props = {**olds, "host": olds["fleet"].get(source, olds["host"])}
         create, slices, route = self.preflight(source_props, news, announce=False)
         target_ssh = self.session(news)
-        disks.create_target_disks(self.session(source_props), target_ssh, create, news["disks"])
+        disks.create_target_disks(
+            self.session(source_props), target_ssh, create, self._disks(source_props, news)
+        )
         settings = Migration.model_validate(news["migration"])
         max_downtime = settings.max_downtime_ms
-        spec = DomainSpec.from_props(news)
         source_conn = self._libvirt(endpoint_of(source_props))
         target_conn = self._libvirt(endpoint_of(news))
         dom = source_conn.lookupByName(name)
-        params, flags = job.params(spec, slices, settings, route), job.flags(settings)
+        spec = None if news["adopt"] else DomainSpec.from_props(news)
+        live = dom.XMLDesc(VIR_DOMAIN_XML_MIGRATABLE) if spec is None else ""
+        destination_xml, disk_targets = job.destination(spec, live, slices)
+        params = job.params(destination_xml, disk_targets, settings, route)
+        flags = job.flags(settings)
         dom.migrateSetMaxDowntime(max_downtime, 0)
         timeout_s = float(settings.timeout_s)
         routes = RouteHandover(
@@ -315,6 +346,14 @@ class VmPlacementProvider(HostProvider):
             )
         return job.recover(source_conn, target_conn, name, source, target)
 
+    def _disks(self, source_props: dict[str, Any], news: dict[str, Any]) -> list[dict[str, Any]]:
+        """The disks a move copies: the stack's, or an adopted VM's own, read from its live
+        definition on the source (sizes: pre-flight reads each source's)."""
+        if not news["adopt"]:
+            return list(news["disks"])
+        dom = self._libvirt(endpoint_of(source_props)).lookupByName(news["name"])
+        return [{"path": d.path, "size_mib": 0} for d in live_xml.disks(dom.XMLDesc(0))]
+
     def _warm_up_router(self, news: dict[str, Any]) -> None:
         router = news.get("cutover_router")
         if router and self._credentials is not None:
@@ -344,6 +383,9 @@ class VmPlacement(Resource, module="vm", name="VmPlacement"):
         vif: str,
         memory_mib: int | None = None,
         vcpus: int | None = None,
+        cpu_model: str | None = None,
+        mac: str | None = None,
+        adopt: bool | None = None,
         disks: Sequence[Disk] = (),
         boot: Boot | None = None,
         domain_type: DomainType | None = None,
@@ -364,6 +406,9 @@ class VmPlacement(Resource, module="vm", name="VmPlacement"):
                 "vif": vif,
                 "memory_mib": memory_mib,
                 "vcpus": vcpus,
+                "cpu_model": cpu_model,
+                "mac": mac,
+                "adopt": adopt,
                 "disks": [disk.model_dump() for disk in disks],
                 "boot": None if boot is None else dict(boot),
                 "domain_type": domain_type,

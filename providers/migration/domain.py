@@ -11,6 +11,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from providers.schema.vif_route_script import DEFAULT_PATH as VIF_SCRIPT
 from providers.schema.vm_placement import DomainType
+from providers.validate import CPU_MODES
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class DomainSpec:
     mac: str
     disks: tuple[Disk, ...]
     domain_type: str  # "kvm" where /dev/kvm runs the guest, "qemu" for TCG
+    cpu_model: str | None = None
     kernel: str = ""
     initrd: str = ""
     cmdline: str = ""
@@ -45,12 +47,13 @@ class DomainSpec:
             memory_mib=int(props["memory_mib"]),
             vcpus=int(props["vcpus"]),
             vif=props["vif"],
-            mac=mac_for(props["name"]),
+            mac=props.get("mac") or mac_for(props["name"]),
             disks=tuple(
                 Disk(d["path"], int(d["size_mib"]), f"vd{chr(ord('a') + i)}")
                 for i, d in enumerate(props["disks"])
             ),
             domain_type=props["domain_type"],
+            cpu_model=props.get("cpu_model"),
             kernel=boot.get("kernel", ""),
             initrd=boot.get("initrd", ""),
             cmdline=boot.get("cmdline", ""),
@@ -115,11 +118,20 @@ def domain_xml(spec: DomainSpec, disk_slices: dict[str, int] | None = None) -> s
             "    </disk>"
         )
     disk_xml = "\n".join(disks)
+    cpu = ""
+    if spec.cpu_model in CPU_MODES:
+        cpu = f"\n  <cpu mode={q(spec.cpu_model)}/>"
+    elif spec.cpu_model:
+        # fallback='forbid': a host without the model fails to start it, never a lesser CPU.
+        cpu = (
+            "\n  <cpu mode='custom' match='exact'>"
+            f"<model fallback='forbid'>{escape(spec.cpu_model)}</model></cpu>"
+        )
     return f"""<domain type={q(spec.domain_type)}>
   <name>{escape(spec.name)}</name>
   <uuid>{domain_uuid(spec.name)}</uuid>
   <memory unit='MiB'>{spec.memory_mib}</memory>
-  <vcpu>{spec.vcpus}</vcpu>
+  <vcpu>{spec.vcpus}</vcpu>{cpu}
   <os>
     <type arch='x86_64' machine='pc'>hvm</type>{boot}
   </os>

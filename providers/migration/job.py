@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from providers.migration import live_xml as live_xml_module
 from providers.migration.domain import DomainSpec, domain_xml
 from providers.migration.path import Path, uri
 from providers.schema.vm_placement import Migration
@@ -25,16 +26,29 @@ def flags(settings: Migration) -> int:
     return value
 
 
+def destination(
+    spec: DomainSpec | None, live_xml: str, slices: dict[str, int]
+) -> tuple[str, list[str]]:
+    """-> (the destination XML, the disks to copy by target name). A generated VM's is
+    its spec's XML; an adopted VM's (`spec` None) its own live migratable XML. Either
+    with `slices` for bigger target disks."""
+    if spec is None:
+        return live_xml_module.with_slices(live_xml, slices), [
+            d.target for d in live_xml_module.disks(live_xml)
+        ]
+    return domain_xml(spec, slices), [d.target for d in spec.disks]
+
+
 def params(
-    spec: DomainSpec, slices: dict[str, int], settings: Migration, path: Path
+    destination_xml: str, disk_targets: list[str], settings: Migration, path: Path
 ) -> dict[str, Any]:
-    """The destination XML (with `slices` for bigger target disks), the disks to copy, the
-    bandwidth limit if `settings` sets one, and where the streams go (`path`)."""
+    """The destination XML, the disks to copy, the bandwidth limit if `settings` sets one,
+    and where the streams go (`path`)."""
     import libvirt
 
     value: dict[str, Any] = {
-        libvirt.VIR_MIGRATE_PARAM_DEST_XML: domain_xml(spec, slices),
-        libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS: [d.target for d in spec.disks],
+        libvirt.VIR_MIGRATE_PARAM_DEST_XML: destination_xml,
+        libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS: disk_targets,
     }
     if path.address is not None:
         # The target's QEMU listens for memory (URI) and its NBD server for the disks

@@ -34,13 +34,14 @@ from providers.schema.fields import (
     NetworkName,
     TunnelAddress,
     VmName,
+    at,
 )
 from providers.schema.host import DEFAULT_USER, Host, Keyed, Ssh
 from providers.schema.policy_rule import Priority
 from providers.schema.routing_table import TableId, TableName
 from providers.schema.tunnel import Tun, check_ends
 from providers.schema.upstream import Cutover, HetznerRobotCutover, ManualCutover, Robot
-from providers.schema.vm_placement import VmSpec
+from providers.schema.vm_placement import DEFINITION_FIELDS, VmSpec
 from providers.validate import Invalid
 
 DEFAULT_MARK = 1
@@ -117,6 +118,19 @@ class Vm(VmSpec, Keyed):
     """A host of glidepath:hosts; changing it live-migrates the VM."""
     network: str
     """A network of glidepath:networks; the VM's address is in its prefix."""
+
+    @model_validator(mode="after")
+    def _adopted_keeps_its_definition(self) -> Vm:
+        if self.adopt:
+            given = [f for f in DEFINITION_FIELDS if f in self.model_fields_set]
+            if given:
+                raise at(
+                    *(
+                        (field, "an adopted VM keeps its own definition: remove this line")
+                        for field in given
+                    )
+                )
+        return self
 
 
 def _some(hosts: dict[str, Host]) -> dict[str, Host]:

@@ -89,6 +89,12 @@ class Boot(TypedDict, total=False):
     cmdline: Annotated[str, checked(_cmdline)]
 
 
+Mac = Annotated[str, checked(validate.mac)]
+CpuModel = Annotated[str, checked(validate.cpu_model)]
+#: What an adopted VM keeps as its own: glidepath reads it from the live domain.
+DEFINITION_FIELDS = ("memory_mib", "vcpus", "disks", "boot", "domain_type", "cpu_model", "mac")
+
+
 class VmSpec(Model):
     """A VM wherever it runs."""
 
@@ -96,7 +102,15 @@ class VmSpec(Model):
     """Its address, routed to its tap as a /32."""
     vif: Annotated[str, checked(_vif)]
     """Its tap on whichever host it runs: unique in the fleet."""
+    adopt: Boolean = False
+    """It runs already (defined by hand): glidepath takes it over as it is, never redefines
+    it, and migrates its live definition; only placement and the network are managed."""
     memory_mib: Memory = DEFAULT_MEMORY_MIB
+    vcpus: Annotated[int, Between(1, 256)] = DEFAULT_VCPUS
+    cpu_model: CpuModel | None = None
+    """host-passthrough, host-model or a named model; none: QEMU's default CPU."""
+    mac: Mac | None = None
+    """Its NIC's MAC; none: one derived from its name (the same on every host)."""
     disks: Annotated[list[Disk], AfterValidator(_paths_differ)] = Field(default_factory=list)
     migration: Migration = Migration()
     domain_type: DomainType = DEFAULT_DOMAIN_TYPE
@@ -111,7 +125,6 @@ class VmPlacementArgs(VmSpec, ResourceArgs):
     """Where it runs: changing it live-migrates the VM."""
     fleet: dict[str, Endpoint]
     """Every host of the stack, where it may be found."""
-    vcpus: Annotated[int, Between(1, 256)] = DEFAULT_VCPUS
     cutover_router: Endpoint | None = None
     """Where the network's cutover switches after a move (lab-router), opened while copying."""
     tunnel_addresses: dict[str, dict[str, TunnelAddress]] = Field(default_factory=dict)

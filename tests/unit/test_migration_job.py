@@ -39,16 +39,18 @@ def test_a_live_copy_with_one_owner_throttled_unless_told_not_to() -> None:
 
 def test_params_name_the_destination_xml_the_disks_and_a_bandwidth_if_set() -> None:
     slices = {"/a.img": 64 * 1024 * 1024}
-    assert job.params(SPEC, slices, Migration(), Path(None)) == {
+    xml, targets = job.destination(SPEC, "", slices)
+    assert (xml, targets) == (domain_xml(SPEC, slices), ["vda", "vdb"])
+    assert job.params(xml, targets, Migration(), Path(None)) == {
         libvirt.VIR_MIGRATE_PARAM_DEST_XML: domain_xml(SPEC, slices),
         libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS: ["vda", "vdb"],
     }
-    limited = job.params(SPEC, {}, Migration(bandwidth_mib_s=5), Path(None))
+    limited = job.params(xml, targets, Migration(bandwidth_mib_s=5), Path(None))
     assert limited[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] == 5
 
 
 def test_through_the_tunnel_memory_and_disks_listen_and_connect_on_its_address() -> None:
-    value = job.params(SPEC, {}, Migration(), Path("198.18.100.2"))
+    value = job.params("<domain/>", ["vda"], Migration(), Path("198.18.100.2"))
     assert value[libvirt.VIR_MIGRATE_PARAM_URI] == "tcp://198.18.100.2"
     assert value[libvirt.VIR_MIGRATE_PARAM_DISKS_URI] == "tcp://198.18.100.2"
     assert value[libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS] == "198.18.100.2"
