@@ -218,7 +218,7 @@ class VmPlacementProvider(HostProvider):
         if any(olds.get(k) != news.get(k) for k in SPEC_FIELDS):
             conn.defineXML(domain_xml(spec))  # takes effect at the next boot
             _log(f"{news['name']}: definition updated; memory/CPU/boot changes apply at next boot")
-        if any({**REMOVAL_DEFAULTS, **olds}.get(k) != news.get(k) for k in REMOVAL_FIELDS):
+        if any(olds.get(k) != news.get(k) for k in REMOVAL_FIELDS):
             _log(f"{news['name']}: {removal.describe(news)}")
         if not dom.isActive():
             self._start(news, dom)

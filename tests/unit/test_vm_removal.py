@@ -302,3 +302,16 @@ def test_a_change_of_on_remove_is_an_update_and_a_state_from_before_it_is_no_cha
     shutdown = {**news, "on_remove": "shutdown"}
     result = provider.diff("blog", news, shutdown)
     assert result.changes is True and not result.replaces
+
+
+def test_an_update_of_on_remove_touches_nothing_and_says_what_a_removal_will_do(
+    clock: Clock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dom = Guest(clock)
+    provider = Provider({"old": dom})
+    provider.update("blog", _stored(), _stored(on_remove="shutdown", shutdown_timeout_s=30.0))
+    assert dom.calls == [] and provider.ran == []
+    assert capsys.readouterr().out == (
+        "blog: removing it from the stack shuts it down (ACPI, up to 30 s) and undefines it, "
+        "its disks kept\n"
+    )
