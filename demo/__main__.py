@@ -6,7 +6,8 @@
    --diff`, run `pulumi up` while the client pings blog every 10 ms;
 3. move it back the same way.
 Whatever happens, the machine is left as it was found: the stack file restored, the
-stack destroyed and removed (its config file kept), the lab down unless it was up before.
+stack destroyed and removed (its config file kept), the VM the destroy released removed
+by hand, the lab down unless it was up before.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import lab
 from engine import PROJECT_ROOT, engine_env
 from lab import guest
 from lab.probe import probe, start_probe
+from lab.stacks import remove_vm_everywhere
 
 STACK = "lab"
 STACK_FILE = PROJECT_ROOT / "stacks" / f"Pulumi.{STACK}.yaml"
@@ -136,6 +138,9 @@ def open_stack() -> None:
 def close_stack() -> None:
     pulumi("destroy", "--yes", "--skip-preview")
     pulumi("stack", "rm", "--yes", "--preserve-config", STACK, stack=False)
+    # The destroy released the VM (on_remove's default): it runs on until removed by hand.
+    say(f"{VM} was released by the destroy: removing it by hand (virsh destroy, undefine)")
+    remove_vm_everywhere([VM], [])
 
 
 def main() -> int:

@@ -204,7 +204,7 @@ def new_generated_stack(name: str, vms: dict[str, dict[str, Any]]) -> GeneratedS
 
 def remove_generated_stack(handle: GeneratedStack) -> None:
     """Destroy it, remove the stack and its file, and its VMs and disks from every host
-    (by hand too, if the destroy failed)."""
+    (by hand: the destroy releases the VMs, and may have failed)."""
     name = handle.stack.name
     try:
         handle.stack.destroy(on_output=print, color="never")

@@ -17,20 +17,33 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, Updat
 
 from providers import libvirt_bridge, transport, validate
 from providers.base import HostProvider, endpoint_of
-from providers.migration import MIB, disks, job, live_xml, path, preflight
+from providers.migration import MIB, disks, job, live_xml, path, preflight, removal
 from providers.migration import log as _log
 from providers.migration.domain import DomainSpec, domain_xml
 from providers.migration.handover import End, RouteHandover
 from providers.migration.monitor import Monitor
 from providers.migration.preflight import PreflightError, describe_move
 from providers.plans import handover
-from providers.schema.vm_placement import Boot, Disk, DomainType, Migration, VmPlacementArgs
+from providers.schema.vm_placement import (
+    Boot,
+    Disk,
+    DomainType,
+    Migration,
+    OnRemove,
+    VmPlacementArgs,
+)
 from providers.transport import Endpoint
 
 #: libvirt's flag for a definition as a migration carries it (libvirt.VIR_DOMAIN_XML_MIGRATABLE;
 #: libvirt is imported only where a host is reached).
 VIR_DOMAIN_XML_MIGRATABLE = 8
 SPEC_FIELDS = ("memory_mib", "vcpus", "vif", "disks", "boot", "domain_type", "cpu_model", "mac")
+#: What the delete does: stored for it to read, no change on the host.
+REMOVAL_FIELDS = ("on_remove", "shutdown_timeout_s", "delete_disks")
+#: A state from before these fields releases the VM at delete, as their defaults do.
+REMOVAL_DEFAULTS = {
+    key: VmPlacementArgs.model_fields[key].default for key in ("on_remove", "shutdown_timeout_s")
+}
 
 
 class MigrationError(RuntimeError):
@@ -55,9 +68,12 @@ class VmPlacementProvider(HostProvider):
     def diffed_fields(self, news: dict[str, Any]) -> list[str]:
         # Not `cutover_router` nor `tunnel_addresses`: where the network's cutover switches
         # and which links exist say nothing about the VM; they only shape a move.
-        return ["name", "host", "migration", "delete_disks", "adopt", *SPEC_FIELDS]
+        return ["name", "host", "migration", "adopt", *REMOVAL_FIELDS, *SPEC_FIELDS]
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        # A state from before these fields: its delete releases the VM (their defaults),
+        # so they are no change to store.
+        olds = {**REMOVAL_DEFAULTS, **olds}
         result = super().diff(id_, olds, news)
         old_host, new_host = olds.get("host") or {}, news.get("host")
         if (
@@ -192,26 +208,25 @@ class VmPlacementProvider(HostProvider):
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         props = self.canonical(props)
-        import libvirt
-
         placement = self._find(props)
         if placement is None:
             return
-        dom = placement.domain
-        if dom.isActive():
-            dom.destroy()  # the stack no longer wants this VM: power it off now
-        try:
-            dom.undefine()
-        except libvirt.libvirtError:
-            if dom.isPersistent():
-                raise
-        if props.get("delete_disks"):
-            session = self.session({"host": props["fleet"].get(placement.host, props["host"])})
-            for disk in props["disks"]:
-                session.run(["rm", "-f", "--", disk["path"]])
-            _log(f"{props['name']}: stopped, undefined and its disks removed on {placement.host}")
+        name, host = props["name"], placement.host
+        if props["on_remove"] != "shutdown":
+            # The default: the VM runs on, untouched (docs/moving.md, "Removing a VM").
+            _log(removal.released(name, host, placement.running, bool(props["delete_disks"])))
+            return
+        if placement.running:
+            timeout_s = int(props["shutdown_timeout_s"])
+            seconds = removal.shut_down(placement.domain, name, host, timeout_s)
+            _log(f"{name}: shut down on {host} in {seconds:.1f} s (ACPI)")
+        removal.undefine(placement.domain)
+        if props["delete_disks"]:
+            session = self.session({"host": props["fleet"].get(host, props["host"])})
+            disks.remove_disks(session, props["disks"])
+            _log(f"{name}: undefined and its disks removed on {host}")
         else:
-            _log(f"{props['name']}: stopped and undefined on {placement.host} (disks kept)")
+            _log(f"{name}: undefined on {host} (disks kept)")
 
     # --- update: spec changes and live migration -------------------------------------
 
@@ -229,6 +244,8 @@ class VmPlacementProvider(HostProvider):
         if not news["adopt"] and any(olds.get(k) != news.get(k) for k in SPEC_FIELDS):
             conn.defineXML(domain_xml(DomainSpec.from_props(news)))  # at the next boot
             _log(f"{news['name']}: definition updated; memory/CPU/boot changes apply at next boot")
+        if any(olds.get(k) != news.get(k) for k in REMOVAL_FIELDS):
+            _log(f"{news['name']}: {removal.describe(news)}")
         if not dom.isActive():
             self._start(news, dom)
             _log(f"{news['name']}: started on {target}")
@@ -390,6 +407,8 @@ class VmPlacement(Resource, module="vm", name="VmPlacement"):
         boot: Boot | None = None,
         domain_type: DomainType | None = None,
         migration: Migration | None = None,
+        on_remove: OnRemove | None = None,
+        shutdown_timeout_s: int | None = None,
         delete_disks: bool | None = None,
         cutover_router: pulumi.Input[dict[str, Any]] | None = None,
         tunnel_addresses: Mapping[str, Mapping[str, str]] | None = None,
@@ -413,6 +432,8 @@ class VmPlacement(Resource, module="vm", name="VmPlacement"):
                 "boot": None if boot is None else dict(boot),
                 "domain_type": domain_type,
                 "migration": None if migration is None else migration.model_dump(),
+                "on_remove": on_remove,
+                "shutdown_timeout_s": shutdown_timeout_s,
                 "delete_disks": delete_disks,
                 "cutover_router": cutover_router,
                 "tunnel_addresses": None

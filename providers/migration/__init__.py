@@ -8,6 +8,9 @@ them into the resource):
 - `policy`: what to do at each poll of a running job (pure).
 - `monitor`: the loop that polls the job, applies the policy and reports the outcome.
 - `handover`: the VM's /32 moved from the source's tap to the target's at the pause.
+
+And, beside the move, `removal`: what the placement's delete does to the VM (release it,
+or shut it down by ACPI within a bound, then undefine it).
 """
 
 from __future__ import annotations

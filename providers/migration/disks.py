@@ -105,3 +105,9 @@ def create_target_disks(
         size_mib = next(int(d["size_mib"]) for d in disks if d["path"] == path)
         source_size = file_size(source, path) or size_mib * MIB
         target.run(["qemu-img", "create", "-q", "-f", "raw", path, str(source_size)])
+
+
+def remove_disks(session: SshSession, disks: list[dict[str, Any]]) -> None:
+    """A removed VM's disk files (`delete_disks`), once its domain is stopped and undefined."""
+    if disks:
+        session.run(["rm", "-f", "--", *(disk["path"] for disk in disks)])

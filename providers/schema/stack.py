@@ -27,6 +27,7 @@ from pydantic.json_schema import GenerateJsonSchema
 from providers import validate
 from providers.schema.errors import Problem
 from providers.schema.fields import (
+    Boolean,
     HostName,
     Ipv4Prefix,
     Mark,
@@ -118,6 +119,9 @@ class Vm(VmSpec, Keyed):
     """A host of glidepath:hosts; changing it live-migrates the VM."""
     network: str
     """A network of glidepath:networks; the VM's address is in its prefix."""
+    protect: Boolean = False
+    """Pulumi's `protect` on its placement: removing it from the stack, or destroying the
+    stack, fails until `protect: false` is applied or `pulumi state unprotect` lifts it."""
 
     @model_validator(mode="after")
     def _adopted_keeps_its_definition(self) -> Vm:

@@ -31,6 +31,8 @@ DEFAULT_VCPUS = 1
 #: "kvm" where /dev/kvm runs the guest, "qemu" for TCG (emulated).
 DomainType = Literal["kvm", "qemu"]
 DEFAULT_DOMAIN_TYPE: DomainType = "kvm"
+#: What removing the VM from the stack (or destroying the stack) does to its domain.
+OnRemove = Literal["release", "shutdown"]
 
 
 def _vif(value: Any) -> str:
@@ -115,8 +117,28 @@ class VmSpec(Model):
     migration: Migration = Migration()
     domain_type: DomainType = DEFAULT_DOMAIN_TYPE
     boot: Boot = Field(default_factory=lambda: Boot())
+    on_remove: OnRemove = "release"
+    """What removing it from the stack (or `pulumi destroy`) does. `release`: nothing on its
+    host; it runs on, defined, and glidepath no longer manages it. `shutdown`: the ACPI
+    power button, up to `shutdown_timeout_s` for the guest to stop, then undefined; a guest
+    that does not stop in time fails the removal (never a hard power-off)."""
+    shutdown_timeout_s: Annotated[int, Between(1, 3600)] = 120
+    """With `on_remove: shutdown`: how long the guest has to stop."""
     delete_disks: Boolean = False
-    """Delete its disks when it is removed from the stack (kept by default)."""
+    """Delete its disks when it is removed from the stack (kept by default); only with
+    `on_remove: shutdown`: a released VM still runs on them."""
+
+    @model_validator(mode="after")
+    def _disks_go_only_with_a_stopped_vm(self) -> VmSpec:
+        if self.delete_disks and self.on_remove != "shutdown":
+            raise at(
+                (
+                    "delete_disks",
+                    f"true needs on_remove: shutdown; with on_remove: {self.on_remove} the VM "
+                    "keeps running on these disks",
+                )
+            )
+        return self
 
 
 class VmPlacementArgs(VmSpec, ResourceArgs):

@@ -23,6 +23,7 @@ from lab.stacks import (
     lab_vm,
     new_generated_stack,
     remove_generated_stack,
+    remove_vm_everywhere,
 )
 
 __all__ = ["GeneratedStack", "LabStack", "host_network", "lab_hosts", "lab_vm"]
@@ -70,8 +71,8 @@ def lab_stack(lab: Any) -> Iterator[LabStack]:
         finally:
             stack.workspace.remove_stack(STACK, force=True)
             STACK_FILE.unlink(missing_ok=True)
-            for host in ("old", "new"):
-                lab.run(host, ["rm", "-f", "--", DISK], timeout=30)
+            # The destroy released `blog` (on_remove's default): it runs on until removed.
+            remove_vm_everywhere(["blog"], [DISK])
 
 
 @pytest.fixture(scope="module")

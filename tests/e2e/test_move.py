@@ -11,6 +11,7 @@ import pytest
 
 from lab import guest
 from lab import topology as t
+from lab.stacks import remove_vm_everywhere
 from tests.e2e.conftest import LabStack, host_network
 
 pytestmark = [pytest.mark.e2e, pytest.mark.lab, pytest.mark.engine]
@@ -154,9 +155,17 @@ def test_changing_host_moves_blog_live(
 
 
 def test_destroy_leaves_the_hosts_as_before(lab: Any, lab_stack: LabStack) -> None:
-    """The fixture's stack is destroyed here first: hosts must match `before_first_up`."""
+    """The fixture's stack is destroyed here first. `blog` is released (on_remove's
+    default): it runs on where it was; once it is removed by hand, as a user would, the
+    hosts must match `before_first_up`."""
     before = lab_stack.before_first_up
-    lab_stack.stack.destroy(on_output=print, color="never")
+    where = lab.where("blog")
+    printed: list[str] = []
+    lab_stack.stack.destroy(on_output=printed.append, color="never")
+    print("\n".join(printed))
+    assert f"blog: released: still running and defined on {where[0]}" in "\n".join(printed)
+    assert lab.where("blog") == where
+    remove_vm_everywhere(["blog"], [DISK])
     assert lab.where("blog") == []
     for host in ("old", "new"):
         assert host_network(lab, host) == before[host], host

@@ -12,8 +12,10 @@ first is what the hosts share (VM `own-b` on vif5). No other e2e test uses vif4 
 first (`... left for glidepath.e2e-owners-a`); 3. the first's VM restarts on old (libvirt
 runs the script at tap creation) and answers, and a refresh of the first finds nothing
 changed; 4. the first is destroyed: the lab's own script and the sysctls' values from
-before either stack are back. To see that last part, `new` starts with other values for
-two of the sysctls (the lab's own are glidepath's); they are put back afterwards.
+before either stack are back. Each destroy releases its stack's VM (on_remove's
+default), which the test then removes by hand. To see that last part, `new` starts with
+other values for two of the sysctls (the lab's own are glidepath's); they are put back
+afterwards.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import pytest
 from components.host import FORWARDING_SYSCTLS
 from lab import baseline, config
 from lab import topology as t
+from lab.stacks import remove_vm_everywhere
 from providers.plans import vif_route_script as vif_route_plans
 from tests.e2e.conftest import GeneratedStack, lab_vm
 from tests.e2e.test_preflight import running_on, wait_answers
@@ -134,6 +137,15 @@ def _destroy(stack: GeneratedStack) -> str:
     return "\n".join(lines)
 
 
+def _remove_released(lab: Any, printed: str, vm: str, stack: GeneratedStack) -> None:
+    """The destroy released the stack's VM (on_remove's default): it runs on; remove it by
+    hand, as a user would, so that its tap and route go."""
+    assert f"{vm}: released: still running and defined on old" in printed
+    assert running_on(lab, vm) == ["old"]
+    remove_vm_everywhere([vm], stack.disks())
+    assert running_on(lab, vm) == []
+
+
 def _routes_on(lab: Any, host: str, tap: str) -> list[str]:
     routes = json.loads(_out(lab, host, "ip", "-j", "route", "show", "dev", tap))
     return [str(route["dst"]) for route in routes]
@@ -166,7 +178,7 @@ def test_2_destroying_the_second_leaves_what_the_first_holds(
     printed = _destroy(second)
     assert f"{SCRIPT} left for {OWNER_A}" in printed
     assert f"net.ipv4.ip_forward left at 1 for {OWNER_A}" in printed
-    assert running_on(lab, VM_B) == []
+    _remove_released(lab, printed, VM_B, second)
     for host in HOSTS:
         assert _file(lab, host, SCRIPT) == vif_route_plans.render(SCRIPT), host
         assert _names(lab, host, ROUTE_FILES) == [OWNER_A], host
@@ -199,8 +211,7 @@ def test_4_the_last_to_go_puts_back_what_the_lab_had(
     before: dict[str, dict[str, str]],
 ) -> None:
     first, _ = stacks
-    _destroy(first)
-    assert running_on(lab, VM_A) == []
+    _remove_released(lab, _destroy(first), VM_A, first)
     for host in HOSTS:
         assert _file(lab, host, SCRIPT) == config.vif_route_script(), host
         assert _out(lab, host, "stat", "-c", "%a", "--", SCRIPT).strip() == "755", host

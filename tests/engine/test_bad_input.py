@@ -372,6 +372,19 @@ CASES = [
         ([V, "blog", "migration", "auto_converge"], "maybe"),
     ),
     _case("delete-disks-yes", f"{V}.blog.delete_disks", ([V, "blog", "delete_disks"], "yes")),
+    # Deleting the disks of a VM that keeps running (released) would be a disaster.
+    _case(
+        "delete-disks-of-a-released-vm",
+        f"{V}.blog.delete_disks",
+        ([V, "blog", "delete_disks"], True),
+    ),
+    _case("on-remove-destroy", f"{V}.blog.on_remove", ([V, "blog", "on_remove"], "destroy")),
+    _case(
+        "shutdown-timeout-0",
+        f"{V}.blog.shutdown_timeout_s",
+        ([V, "blog", "shutdown_timeout_s"], 0),
+    ),
+    _case("protect-maybe", f"{V}.blog.protect", ([V, "blog", "protect"], "maybe")),
     _case("domain-type-xen", f"{V}.blog.domain_type", ([V, "blog", "domain_type"], "xen")),
     _case("kernel-relative", f"{V}.blog.boot.kernel", ([V, "blog", "boot"], {"kernel": "vmlinuz"})),
     _case(

@@ -37,6 +37,8 @@ def test_the_stack_configs_defaults_fill_what_is_not_given() -> None:
     # domain_type: the stack config's kvm (the provider's own default was qemu).
     assert (inputs["domain_type"], inputs["memory_mib"], inputs["vcpus"]) == ("kvm", 128, 1)
     assert (inputs["disks"], inputs["boot"], inputs["delete_disks"]) == ([], {}, False)
+    # Removed from the stack, it is released: it keeps running.
+    assert (inputs["on_remove"], inputs["shutdown_timeout_s"]) == ("release", 120)
     assert inputs["migration"] == {
         "max_downtime_ms": 100,
         "bandwidth_mib_s": 0,
@@ -94,6 +96,10 @@ def test_given_values_are_canonical_and_outputs_pass_through() -> None:
         ("migration", {"max_downtime": 100}, "unknown fields ['max_downtime']"),
         ("migration", {"auto_converge": "off"}, "true or false"),  # not bool("off")
         ("delete_disks", "no", "true or false"),
+        ("delete_disks", True, "true needs on_remove: shutdown"),  # it would run on without
+        ("on_remove", "destroy", "is not 'release' or 'shutdown'"),
+        ("shutdown_timeout_s", 0, "from 1 to 3600"),
+        ("shutdown_timeout_s", 3601, "from 1 to 3600"),
         ("domain_type", "xen", "'xen'"),
         ("host", {"name": "spare", "address": "198.18.3.2"}, "not one of the stack's hosts"),
         ("fleet", {"old": {"name": "old"}}, "fleet.old.address"),
@@ -104,3 +110,15 @@ def test_a_wrong_field_is_named(field: str, bad: Any, said: str) -> None:
     _, failures = _check(**{field: bad})
     assert list(failures) == [field]
     assert said in failures[field]
+
+
+def test_disks_are_deleted_only_with_a_shutdown() -> None:
+    inputs, failures = _check(on_remove="shutdown", delete_disks=True, shutdown_timeout_s=30.0)
+    assert failures == {}
+    assert (inputs["on_remove"], inputs["delete_disks"]) == ("shutdown", True)
+    assert inputs["shutdown_timeout_s"] == 30 and isinstance(inputs["shutdown_timeout_s"], int)
+    _, failures = _check(on_remove="release", delete_disks=True)
+    assert failures == {
+        "delete_disks": "delete_disks: true needs on_remove: shutdown; with on_remove: release "
+        "the VM keeps running on these disks"
+    }

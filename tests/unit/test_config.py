@@ -12,6 +12,7 @@ import paramiko
 import pytest
 
 from components.config import KEYS, ConfigError, parse_config
+from components.vm import VirtualMachine
 from tests.engine import test_bad_input as bad_input
 from tests.support.netns_sshd import SshHost, host_address
 
@@ -345,6 +346,41 @@ def test_booleans_are_booleans() -> None:
     raw["vms"]["blog"]["migration"] = {"auto_converge": False}
     vm = parse_config(raw).vms["blog"]
     assert (vm.delete_disks, vm.migration.auto_converge) == (False, False)
+
+
+def test_a_vm_is_released_unless_the_stack_says_shut_it_down() -> None:
+    vm = parse_config(GOOD).vms["blog"]
+    assert (vm.on_remove, vm.shutdown_timeout_s, vm.delete_disks, vm.protect) == (
+        "release",
+        120,
+        False,
+        False,
+    )
+    raw = _with(GOOD, ["vms", "blog", "on_remove"], "shutdown")
+    raw["vms"]["blog"].update(shutdown_timeout_s=300, delete_disks=True, protect=True)
+    vm = parse_config(raw).vms["blog"]
+    assert (vm.on_remove, vm.shutdown_timeout_s, vm.delete_disks, vm.protect) == (
+        "shutdown",
+        300,
+        True,
+        True,
+    )
+
+
+def test_deleting_the_disks_of_a_vm_that_runs_on_is_refused_naming_both_fields() -> None:
+    raw = _with(GOOD, ["vms", "blog", "delete_disks"], True)
+    assert _problems(raw) == [
+        "glidepath:vms.blog.delete_disks: true needs on_remove: shutdown; with on_remove: "
+        "release the VM keeps running on these disks"
+    ]
+
+
+def test_the_placement_is_protected_where_the_stack_says() -> None:
+    raw = _with(GOOD, ["vms", "blog", "protect"], True)
+    opts = VirtualMachine.placement_options(parse_config(raw).vms["blog"], None, [])
+    assert opts.protect is True
+    opts = VirtualMachine.placement_options(parse_config(GOOD).vms["blog"], None, [])
+    assert opts.protect is False
 
 
 # --- every case of tests/engine/test_bad_input.py, here without the engine ---------------

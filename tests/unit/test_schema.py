@@ -147,6 +147,9 @@ RESOURCES: list[tuple[Any, type[BaseModel], dict[str, Any], list[tuple[str, Any]
             ("disks", [{"path": "/x", "size_mib": 1}, {"path": "/x", "size_mib": 2}]),
             ("boot", {"cmdline": "a\nb"}),
             ("migration", {"timeout_s": 0}),
+            ("on_remove", "destroy"),
+            ("shutdown_timeout_s", 0),
+            ("delete_disks", True),  # without on_remove: shutdown
             ("domain_type", "xen"),
             ("host", {"name": "spare", "address": "198.18.3.2"}),
             ("cutover_router", {"name": "core"}),
