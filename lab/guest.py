@@ -36,6 +36,10 @@ VIRTIO_MODULES = (
     "virtio_net",
     "virtio_blk",
 )
+#: The ACPI power button as an input device, for busybox acpid: a graceful shutdown
+#: (`virsh shutdown`, glidepath's `on_remove: shutdown`) powers the guest off.
+ACPI_MODULES = ("evdev", "button")
+GUEST_MODULES = VIRTIO_MODULES + ACPI_MODULES
 
 RECORD_SIZE = 512
 WRITE_INTERVAL_S = 0.2
@@ -53,13 +57,14 @@ export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-IP=; PREFIX=; NAME=guest; PROBE=
+IP=; PREFIX=; NAME=guest; PROBE=; NOACPID=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     gp.ip=*) IP=${arg#gp.ip=} ;;
     gp.prefix=*) PREFIX=${arg#gp.prefix=} ;;
     gp.name=*) NAME=${arg#gp.name=} ;;
     gp.probe=*) PROBE=1 ;;
+    gp.noacpid=*) NOACPID=1 ;;
   esac
 done
 if [ -n "$PROBE" ]; then
@@ -70,6 +75,13 @@ for m in __MODULES__; do
   insmod /lib/modules/$m.ko || echo "gp: insmod $m failed"
 done
 hostname "$NAME"
+# The power button: acpid runs /etc/acpi/PWRF/00000080 for it (not with gp.noacpid:
+# a guest that ignores it, as some do).
+mkdir -p /etc/acpi/PWRF
+printf '#!/bin/sh\necho "GP-POWEROFF $(cat /proc/uptime)" > /dev/console\nsync\npoweroff -f\n' \
+  > /etc/acpi/PWRF/00000080
+chmod 755 /etc/acpi/PWRF/00000080
+[ -n "$NOACPID" ] || acpid -c /etc/acpi
 i=0
 while [ ! -e /sys/class/net/eth0 ] || [ ! -b /dev/vda ]; do
   i=$((i+1)); [ $i -gt 100 ] && break; sleep 0.1
@@ -102,7 +114,7 @@ while :; do sleep 3600; done
 
 def init_script() -> str:
     return (
-        INIT_SCRIPT.replace("__MODULES__", " ".join(VIRTIO_MODULES))
+        INIT_SCRIPT.replace("__MODULES__", " ".join(GUEST_MODULES))
         .replace("__INTERVAL__", str(WRITE_INTERVAL_S))
         .replace("__READY__", READY_MARK)
     )
@@ -169,12 +181,13 @@ def build_initramfs(kernel_version: str) -> bytes:
         "lib",
         "lib/modules",
         "www",
+        "etc",
     ):
         c.dir(d)
     c.chardev("dev/console", 5, 1)
     c.file("bin/busybox", Path("/bin/busybox").read_bytes(), 0o755)
     c.file("init", init_script().encode(), 0o755)
-    for m in VIRTIO_MODULES:
+    for m in GUEST_MODULES:
         found = list(moddir.rglob(f"{m}.ko"))
         if not found:
             raise RuntimeError(f"module {m}.ko not found under {moddir}")

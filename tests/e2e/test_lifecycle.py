@@ -4,11 +4,12 @@ One stack, `e2e-lifecycle`, with three VMs on old, each taken out of the stack i
 
 1. `rel` (the defaults): released. The `up` says so; the VM runs on, defined, in the same
    QEMU process, and still answers (old is the upstream: its /32 stays on its tap).
-2. `down` (`on_remove: shutdown`, `shutdown_timeout_s: 10`): the lab guest ignores the
-   ACPI power button (its /init is a busybox shell script: no acpid, and the kernel's
-   `button` module is never loaded), so the `up` fails after the timeout naming the VM, the
-   host and the timeout, and the VM runs on in the same QEMU process, defined: no hard
-   stop. Put back in the stack with `on_remove: release`, its next removal releases it.
+2. `down` (`on_remove: shutdown`): the guest's acpid powers it off at the ACPI request;
+   the `up` succeeds, the domain is undefined and its disk kept. `stubborn` (the same,
+   `shutdown_timeout_s: 10`, a guest that ignores the power button: `gp.noacpid`): the
+   `up` fails after the timeout naming the VM, the host and the timeout, and the VM runs
+   on in the same QEMU process, defined: no hard stop. Put back in the stack with
+   `on_remove: release`, its next removal releases it.
 3. `prot` (`protect: true`): preview and `up` fail with pulumi's protect error and the VM
    runs on; `pulumi state unprotect`, as the error says, and the next `up` releases it.
 
@@ -43,11 +44,20 @@ from tests.e2e.test_preflight import running_on, wait_answers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.lab, pytest.mark.engine]
 
-REL, DOWN, PROT, ALIAS = "rel", "down", "prot", "alias"
+REL, DOWN, STUBBORN, PROT, ALIAS = "rel", "down", "stubborn", "prot", "alias"
 TIMEOUT_S = 10
+
+
+def _ignoring_the_power_button(vm: dict[str, Any]) -> dict[str, Any]:
+    return {**vm, "boot": {**vm["boot"], "cmdline": vm["boot"]["cmdline"] + " gp.noacpid=1"}}
+
+
 VMS = {
     REL: lab_vm(REL, 1, "old"),
-    DOWN: lab_vm(DOWN, 2, "old", on_remove="shutdown", shutdown_timeout_s=TIMEOUT_S),
+    DOWN: lab_vm(DOWN, 2, "old", on_remove="shutdown", shutdown_timeout_s=60),
+    STUBBORN: _ignoring_the_power_button(
+        lab_vm(STUBBORN, 4, "old", on_remove="shutdown", shutdown_timeout_s=TIMEOUT_S)
+    ),
     PROT: lab_vm(PROT, 3, "old", protect=True),
 }
 
@@ -153,49 +163,67 @@ def test_1_a_vm_taken_out_of_the_stack_is_released_and_runs_on(
         assert _defined(lab, "old", REL)
         assert _domain(lab, "old", REL) == before  # the same QEMU process: never restarted
         wait_answers(lab, VMS[REL]["ip"], boot_s=5)
-        for vm in (DOWN, PROT):  # the others are not touched either
+        for vm in (DOWN, STUBBORN, PROT):  # the others are not touched either
             assert running_on(lab, vm) == ["old"], vm
     finally:
         remove_vm_everywhere([REL], _disks(REL))
 
 
-def test_2_shutdown_asks_the_guest_and_never_forces_it(lab: Any, stack: GeneratedStack) -> None:
-    before = _domain(lab, "old", DOWN)
-    entry = _without(stack, DOWN)
+def test_2a_shutdown_stops_the_guest_gracefully(lab: Any, stack: GeneratedStack) -> None:
+    wait_answers(lab, VMS[DOWN]["ip"])
+    _without(stack, DOWN)
+    try:
+        assert stack.up().summary.result == "succeeded"
+        assert _placement_ops(stack, DOWN) == ["delete"]
+        assert running_on(lab, DOWN) == []
+        assert not _defined(lab, "old", DOWN)
+        console = _out(
+            lab, "old", "tail", "-c", "2000", f"/var/log/libvirt/qemu/{DOWN}-console.log"
+        )
+        assert "GP-POWEROFF" in console, console  # the guest's own power-off, not a kill
+        for disk in _disks(DOWN):  # kept: delete_disks is not set
+            assert _out(lab, "old", "stat", "-c", "%s", disk)
+        for vm in (STUBBORN, PROT):
+            assert running_on(lab, vm) == ["old"], vm
+    finally:
+        remove_vm_everywhere([DOWN], _disks(DOWN))
+
+
+def test_2b_shutdown_asks_the_guest_and_never_forces_it(lab: Any, stack: GeneratedStack) -> None:
+    before = _domain(lab, "old", STUBBORN)
+    entry = _without(stack, STUBBORN)
     try:
         started = time.monotonic()
         with pytest.raises(auto.CommandError) as raised:
             stack.up()
         elapsed = time.monotonic() - started
         text = str(raised.value) + "\n".join(stack.output)
-        # The lab guest has no ACPI handler (module docstring): a guest that had one would
-        # stop here, and this test would have to expect its clean stop instead.
         assert (
-            f"{DOWN}: did not stop within shutdown_timeout_s={TIMEOUT_S} s of the ACPI "
+            f"{STUBBORN}: did not stop within shutdown_timeout_s={TIMEOUT_S} s of the ACPI "
             "shutdown request on old: it still runs there, defined; nothing was forced"
         ) in text, text[-3000:]
         assert elapsed >= TIMEOUT_S
-        assert running_on(lab, DOWN) == ["old"]
-        assert _defined(lab, "old", DOWN)
-        assert _domain(lab, "old", DOWN) == before  # no hard stop, no restart
+        assert running_on(lab, STUBBORN) == ["old"]
+        assert _defined(lab, "old", STUBBORN)
+        assert _domain(lab, "old", STUBBORN) == before  # no hard stop, no restart
         # Still in the state: the next preview plans the removal again.
         stack.preview()
-        assert _placement_ops(stack, DOWN) == ["delete"]
+        assert _placement_ops(stack, STUBBORN) == ["delete"]
 
         # Keep it after all: back in the stack, released at its next removal.
         vms = stack.vms()
-        vms[DOWN] = {**entry, "on_remove": "release"}
+        vms[STUBBORN] = {**entry, "on_remove": "release"}
         stack.set("vms", vms)
         assert stack.up().summary.result == "succeeded"
-        assert _placement_ops(stack, DOWN) == ["update"]
-        assert f"{DOWN}: removing it from the stack releases it" in "\n".join(stack.output)
-        _without(stack, DOWN)
+        assert _placement_ops(stack, STUBBORN) == ["update"]
+        assert f"{STUBBORN}: removing it from the stack releases it" in "\n".join(stack.output)
+        _without(stack, STUBBORN)
         assert stack.up().summary.result == "succeeded"
-        assert f"{DOWN}: released: still running and defined on old" in "\n".join(stack.output)
-        assert running_on(lab, DOWN) == ["old"]
-        assert _domain(lab, "old", DOWN) == before
+        assert f"{STUBBORN}: released: still running and defined on old" in "\n".join(stack.output)
+        assert running_on(lab, STUBBORN) == ["old"]
+        assert _domain(lab, "old", STUBBORN) == before
     finally:
-        remove_vm_everywhere([DOWN], _disks(DOWN))
+        remove_vm_everywhere([STUBBORN], _disks(STUBBORN))
 
 
 def test_3_a_protected_vm_cannot_be_removed_until_unprotected(
