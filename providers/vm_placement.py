@@ -24,7 +24,14 @@ from providers.migration.handover import End, RouteHandover
 from providers.migration.monitor import Monitor
 from providers.migration.preflight import PreflightError, describe_move
 from providers.plans import handover
-from providers.schema.vm_placement import Boot, Disk, DomainType, Migration, VmPlacementArgs
+from providers.schema.vm_placement import (
+    Boot,
+    Disk,
+    DomainType,
+    Migration,
+    VmPlacementArgs,
+    disk_kind,
+)
 from providers.transport import Endpoint
 
 SPEC_FIELDS = ("memory_mib", "vcpus", "vif", "disks", "boot", "domain_type")
@@ -125,7 +132,7 @@ class VmPlacementProvider(HostProvider):
             )
         endpoint = endpoint_of(props)
         conn = self._libvirt(endpoint)
-        disks.ensure_disks(self.session(props), props["disks"])
+        disks.ensure_disks(self.session(props), props["disks"], disks.domain_users(conn, name))
         dom = conn.defineXML(domain_xml(DomainSpec.from_props(props)))
         if not dom.isActive():
             self._start(props, dom)
@@ -181,7 +188,8 @@ class VmPlacementProvider(HostProvider):
         if props.get("delete_disks"):
             session = self.session({"host": props["fleet"].get(placement.host, props["host"])})
             for disk in props["disks"]:
-                session.run(["rm", "-f", "--", disk["path"]])
+                if disk_kind(disk["path"]) == "file":  # the schema keeps block disks out
+                    session.run(["rm", "-f", "--", disk["path"]])
             _log(f"{props['name']}: stopped, undefined and its disks removed on {placement.host}")
         else:
             _log(f"{props['name']}: stopped and undefined on {placement.host} (disks kept)")
@@ -255,7 +263,13 @@ class VmPlacementProvider(HostProvider):
         source_props = {**olds, "host": olds["fleet"].get(source, olds["host"])}
         create, slices, route = self.preflight(source_props, news, announce=False)
         target_ssh = self.session(news)
-        disks.create_target_disks(self.session(source_props), target_ssh, create, news["disks"])
+        # lvcreate rounds up to whole extents: a volume that came out bigger gets a slice too.
+        slices = {
+            **slices,
+            **disks.create_target_disks(
+                self.session(source_props), target_ssh, create, news["disks"]
+            ),
+        }
         settings = Migration.model_validate(news["migration"])
         max_downtime = settings.max_downtime_ms
         spec = DomainSpec.from_props(news)
