@@ -5,11 +5,11 @@
   size of a file, and a block device's major and minor numbers in hex.
 - `blockdev --getsize64 PATH`: a block device's size in bytes (stat says 0 for one).
   blockdev takes no `--`; PATH is absolute (the schema's), so it never reads as an option.
-- `lsblk --json --bytes --output NAME,TYPE,MOUNTPOINTS -- PATH`: who else uses it, in the
-  caller's mount namespace: where it is mounted (swap shows as `[SWAP]`), and what is built
-  on it, which lsblk lists as its children (the holders in
-  /sys/dev/block/<maj>:<min>/holders: a dm-crypt or LVM mapping, an md array; partitions
-  with their own mounts).
+- `lsblk --json --output NAME,TYPE,MOUNTPOINT -- PATH`: who else uses it, in the caller's
+  mount namespace: where it is mounted (swap shows as `[SWAP]`), and what is built on it,
+  which lsblk lists as its children (the holders in /sys/dev/block/<maj>:<min>/holders: a
+  dm-crypt or LVM mapping, an md array; partitions with their own mounts). MOUNTPOINT, not
+  util-linux 2.37's MOUNTPOINTS: one mount is enough to be in use, and older hosts have it.
 - `vgs --reportformat json --units b --nosuffix -o vg_name,vg_free,vg_extent_size`: the
   volume groups, for a volume glidepath creates with lvcreate.
 - a libvirt domain's XML: the disks it opens (`disk_sources`).
@@ -66,7 +66,7 @@ def process_size(stdout: str) -> int:
 
 
 def usage_argv(path: str) -> Argv:
-    return ("lsblk", "--json", "--bytes", "--output", "NAME,TYPE,MOUNTPOINTS", "--", path)
+    return ("lsblk", "--json", "--output", "NAME,TYPE,MOUNTPOINT", "--", path)
 
 
 def process_usage(stdout: str) -> list[str]:
@@ -84,7 +84,8 @@ def _users(device: dict[str, Any], name: str) -> list[str]:
     """`device`'s mounts (`name`: how a reason names it, "" for the disk itself), then
     its children's, depth first."""
     found = []
-    for point in device.get("mountpoints") or []:
+    points = device.get("mountpoints") or [device.get("mountpoint")]  # either column
+    for point in points:
         if point == "[SWAP]":
             found.append(f"{name} used as swap".lstrip())
         elif point:

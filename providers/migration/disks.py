@@ -44,6 +44,15 @@ class DiskCheck:
     room_error: str = ""  # why the room could not be read (no LVM tools on the target)
 
 
+#: What a path holds, as a problem names it.
+_WHAT: dict[PathType, str] = {
+    "file": "file",
+    "block": "block device",
+    "directory": "directory",
+    "other": "special file",
+}
+
+
 def size_text(n: int) -> str:
     """A disk size as an operator compares it: whole MiB, else exact bytes."""
     return f"{n // MIB} MiB" if n % MIB == 0 else f"{n} bytes"
@@ -85,7 +94,7 @@ def _plan_file(check: DiskCheck, source: str, target: str) -> tuple[bool, list[s
         return True, []
     problems = [f"{path} on {target} is in use: {'; '.join(found.in_use)}"] if found.in_use else []
     if found.type != "file":
-        problems.append(f"{path} on {target} is a {found.type}, not a file")
+        problems.append(f"{path} on {target} is a {_WHAT[found.type]}, not a file")
     elif (found.bytes or 0) < need:
         problems.append(
             f"{path}: the target file is {size_text(found.bytes or 0)}, smaller than the "
@@ -118,7 +127,7 @@ def _plan_block(check: DiskCheck, source: str, target: str) -> tuple[bool, list[
         return True, []
     problems = [f"{path} on {target} is in use: {'; '.join(found.in_use)}"] if found.in_use else []
     if found.type != "block":
-        problems.append(f"{path} on {target} is a {found.type}, not a block device")
+        problems.append(f"{path} on {target} is a {_WHAT[found.type]}, not a block device")
     elif (found.bytes or 0) < need:
         problems.append(
             f"{path}: the target volume on {target} is {size_text(found.bytes or 0)}, "
@@ -236,10 +245,9 @@ def ensure_disks(
                 session.run(["install", "-d", "-m", "0755", _directory(path)])
             _create(session, path, size_mib * MIB, disk.get("create"))
             continue
-        want = "block" if block else "file"
+        want: PathType = "block" if block else "file"
         if found.type != want:
-            what = "block device" if block else "file"
-            raise RuntimeError(f"{host}: {path} is a {found.type}, not a {what}")
+            raise RuntimeError(f"{host}: {path} is a {_WHAT[found.type]}, not a {_WHAT[want]}")
         if found.in_use:
             raise RuntimeError(f"{host}: {path} is in use: {'; '.join(found.in_use)}")
 

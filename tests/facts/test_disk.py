@@ -8,11 +8,11 @@ exposes its volumes (lab/blockdev.py), and mounted there for `disk_lsblk_mounted
     stat -L -c '%f %s %t %T' -- <the scratch file>   disk_stat_file.txt
     stat -L -c '%f %s %t %T' -- /tmp                 disk_stat_directory.txt
     blockdev --getsize64 /dev/gpblkvg/lv1            disk_blockdev_getsize64.txt
-    lsblk --json --bytes --output NAME,TYPE,MOUNTPOINTS -- PATH      disk_lsblk_*.json
+    lsblk --json --output NAME,TYPE,MOUNTPOINT -- /dev/gpblkvg/lv1   disk_lsblk_*.json
 
 Written by hand, as the tools print them, because this kernel has no device-mapper (no
 LVM, no LUKS here): `disk_lsblk_held_luks_and_swap.json` (an LV opened with cryptsetup
-and mounted twice, a kpartx partition used as swap, another unused) and `disk_vgs.json`
+and mounted, a kpartx partition used as swap, another unused) and `disk_vgs.json`
 (lvm2's JSON report: every value a string).
 """
 
@@ -66,9 +66,11 @@ def test_holders_and_what_is_mounted_on_them_are_named() -> None:
     assert facts.process_usage(_text("disk_lsblk_held_luks_and_swap.json")) == [
         "held by blog-crypt (crypt)",
         "blog-crypt mounted at /srv/blog",
-        "blog-crypt mounted at /mnt/again",
         "vg0-blog1 used as swap",
     ]
+    # util-linux 2.37 and later can list every mount of a device (MOUNTPOINTS): also read.
+    every = '{"blockdevices": [{"name": "dm-3", "mountpoints": ["/a", "/b"]}]}'
+    assert facts.process_usage(every) == ["mounted at /a", "mounted at /b"]
 
 
 def test_volume_groups_by_name_in_bytes() -> None:

@@ -39,13 +39,13 @@ def _size(path: str = LV) -> tuple[str, ...]:
 
 
 def _usage(path: str = LV) -> tuple[str, ...]:
-    return ("lsblk", "--json", "--bytes", "--output", "NAME,TYPE,MOUNTPOINTS", "--", path)
+    return ("lsblk", "--json", "--output", "NAME,TYPE,MOUNTPOINT", "--", path)
 
 
 def _volume(size: int, path: str = LV, mounted: str | None = None) -> dict:
     """Replies for a block device (dm-3) of `size` bytes at `path`, maybe mounted."""
     point = f'"{mounted}"' if mounted else "null"
-    lsblk = f'{{"blockdevices": [{{"name": "dm-3", "type": "lvm", "mountpoints": [{point}]}}]}}'
+    lsblk = f'{{"blockdevices": [{{"name": "dm-3", "type": "lvm", "mountpoint": {point}}}]}}'
     return {
         _stat(path): (0, "61b0 0 fd 3\n"),
         _size(path): (0, f"{size}\n"),
