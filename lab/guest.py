@@ -370,7 +370,7 @@ def create_random_disk(host: str, path: str, size_mib: int) -> None:
 
 
 def disk_size(host: str, path: str) -> int:
-    return t.host_path(host, path).stat().st_size
+    return t.disk_file(host, path).stat().st_size
 
 
 def start_vm(host: str, vm: VmSpec, *, wait: float = 60.0) -> None:
@@ -459,8 +459,9 @@ def parse_records(data: bytes, *, stop_after_empty: int = 2048) -> list[Record]:
 def read_records(
     host: str, disk_path: str, *, limit_bytes: int = 256 * 1024 * 1024
 ) -> list[Record]:
-    """Records on a VM disk file on `host` (read from the root namespace's view of it)."""
-    p = t.host_path(host, disk_path)
+    """Records on a VM disk on `host`, a file or a lab volume (read from the root
+    namespace's view of its bytes: `topology.disk_file`)."""
+    p = t.disk_file(host, disk_path)
     with open(p, "rb") as f:
         data = f.read(limit_bytes)
     return parse_records(data)

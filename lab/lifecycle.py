@@ -3,7 +3,9 @@
 Everything the lab creates is recorded in STATE_FILE *before* it is created,
 so `down` (and `up` after a crash) removes exactly what is the lab's: the
 namespaces it recorded, the processes inside them (found by namespace inode,
-killed by PID), its mounts, the glab0 veth and the one root-namespace route.
+killed by PID), its mounts, the glab0 veth, the one root-namespace route, and
+the loop devices over lab volume files (lab/blockdev.py, recorded through
+`recording`).
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class State:
     created_run_netns: bool = False
     #: Mount points the lab had to create in the root namespace (removed by down).
     created_dirs: list[str] = field(default_factory=list)
+    #: Files of lab volumes (lab/blockdev.py): down detaches the loop devices over them.
+    volume_files: list[str] = field(default_factory=list)
     complete: bool = False
     started_at: float = 0.0
 
@@ -96,6 +100,34 @@ def _locked(timeout: float = 300.0) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextmanager
+def recording() -> Iterator[State]:
+    """The lab's state, for a test to record what it makes in the lab before making it
+    (a lab volume's file, a directory in /dev), so `down` removes it; saved at the end.
+    Serialised with up and down."""
+    with _locked():
+        state = load_state()
+        if state is None:
+            raise LabError("the lab is not up")
+        yield state
+        state.save()
+
+
+def loop_devices(files: Iterable[str]) -> dict[str, str]:
+    """The loop devices attached over any of `files` -> the file (`losetup --json --list`;
+    a file deleted under its loop device shows as "<path> (deleted)")."""
+    wanted = set(files)
+    if not wanted:
+        return {}
+    listed = json.loads(sh(["losetup", "--json", "--list"]).stdout or '{"loopdevices": []}')
+    found = {}
+    for loop in listed.get("loopdevices", []):
+        back = str(loop.get("back-file") or "").removesuffix(" (deleted)")
+        if back in wanted:
+            found[str(loop["name"])] = back
+    return found
 
 
 # --- small helpers -----------------------------------------------------------
@@ -762,6 +794,9 @@ def _down() -> list[str]:
                 sh(["umount", str(p)], check=False)
     if state.ns_dir_mounted and str(t.NS_DIR) in _mounted_paths():
         sh(["umount", str(t.NS_DIR)], check=False)
+    # Only now: a loop device a QEMU still held would stay until it closed anyway.
+    for device in loop_devices(state.volume_files):
+        sh(["losetup", "--detach", device], check=False)
     for n in reversed(state.netns):
         if _netns_exists(n):
             sh(["ip", "netns", "del", n], check=False)
@@ -790,6 +825,7 @@ def _leftovers(state: State) -> list[str]:
     if r.stdout.strip():
         left.append(f"route {r.stdout.strip()}")
     left += [f"process {p}" for p in lab_pids(state)]
+    left += [f"loop device {d} ({f})" for d, f in loop_devices(state.volume_files).items()]
     return left
 
 
@@ -848,6 +884,8 @@ __all__ = [
     "host_argv",
     "lab_pids",
     "load_state",
+    "loop_devices",
+    "recording",
     "ssh_argv",
     "status",
     "up",

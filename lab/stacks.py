@@ -180,14 +180,16 @@ class GeneratedStack(LabStack):
 
 def remove_vm_everywhere(names: list[str], disks: list[str]) -> None:
     """Stop and undefine these domains and delete these disk files and their console logs
-    on every lab host (a console tail in a report must be this run's)."""
+    on every lab host (a console tail in a report must be this run's). Block devices
+    (lab volumes, lab/blockdev.py) are the test's that made them: it removes them."""
+    files = [path for path in disks if not path.startswith("/dev/")]
     for host in lab_hosts():
         for name in names:
             run(host, ["virsh", "destroy", name], check=False, timeout=30)
             run(host, ["virsh", "undefine", name], check=False, timeout=30)
             t.host_path(host, guest.console_log_path(name)).unlink(missing_ok=True)
-        if disks:
-            run(host, ["rm", "-f", "--", *disks], check=False, timeout=30)
+        if files:
+            run(host, ["rm", "-f", "--", *files], check=False, timeout=30)
 
 
 def new_generated_stack(name: str, vms: dict[str, dict[str, Any]]) -> GeneratedStack:

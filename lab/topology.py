@@ -205,6 +205,18 @@ def host_path(host: str, path: str | Path) -> Path:
     return p
 
 
+def disk_file(host: str, path: str) -> Path:
+    """Where a VM disk's bytes are, seen from the root namespace: a disk file through the
+    host's bind mounts (`host_path`); a lab volume, `/dev/<vg>/<lv>` (lab/blockdev.py), in
+    the file under its loop device."""
+    parts = Path(path).parts
+    if parts[:2] == ("/", "dev"):
+        if len(parts) != 4:
+            raise ValueError(f"{path}: a lab volume is /dev/<vg>/<lv>")
+        return hypervisor(host).state_dir / "volumes" / parts[2] / f"{parts[3]}.img"
+    return host_path(host, path)
+
+
 # --- VMs -------------------------------------------------------------------
 
 #: The blog's vif-route numbering here: vifN <-> 203.0.113.(N+2). .0 and .1 stay

@@ -261,3 +261,40 @@ def owner_name(value: Any) -> str:
     if not isinstance(value, str) or not _OWNER.fullmatch(value) or ".." in value:
         raise Invalid(f"{value!r} is not an owner name (project.stack)")
     return value
+
+
+# LVM's own rules for VG and LV names (lvm(8) "VALID NAMES", lib/misc/lvm-string.c): at
+# most 127 characters of [A-Za-z0-9+_.-], no leading '-' (it separates VG and LV in
+# device-mapper names), not '.' or '..'; an LV name neither starts with "snapshot" or
+# "pvmove" nor holds a suffix LVM keeps for its sub-volumes.
+_LVM_NAME = re.compile(r"^[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}$")
+_LV_RESERVED_PREFIXES = ("snapshot", "pvmove")
+_LV_RESERVED_PARTS = (
+    "_cdata", "_cmeta", "_corig", "_idata", "_imeta", "_iorig", "_mimage", "_mlog",
+    "_pmspare", "_rimage", "_rmeta", "_tdata", "_tmeta", "_vdata", "_vorigin",
+)  # fmt: skip
+#: /dev's own directories: LVM refuses them as VG names (/dev/mapper/<vg>-<lv> is the same
+#: volume's device-mapper name, not /dev/<vg>/<lv>).
+_DEV_DIRECTORIES = ("block", "bus", "char", "disk", "fd", "hugepages", "mapper", "mqueue",
+                    "net", "pts", "shm")  # fmt: skip
+
+
+def lvm_volume(path: Any) -> tuple[str, str]:
+    """`/dev/<vg>/<lv>` -> (vg, lv), both names lvcreate accepts."""
+    parts = path.split("/") if isinstance(path, str) else []
+    if len(parts) != 4 or parts[:2] != ["", "dev"]:
+        raise Invalid(f"{path!r} is not an LVM volume path /dev/<vg>/<lv>")
+    vg, lv = parts[2], parts[3]
+    for what, text in (("VG", vg), ("LV", lv)):
+        if not _LVM_NAME.fullmatch(text) or text in (".", ".."):
+            raise Invalid(
+                f"{text!r} in {path} is not a valid {what} name: 1-127 of letters, digits, "
+                "'+', '_', '.', '-', not starting with '-'"
+            )
+    if vg in _DEV_DIRECTORIES:
+        raise Invalid(f"{path} is not an LVM volume path /dev/<vg>/<lv>: /dev/{vg} is /dev's own")
+    reserved = [p for p in _LV_RESERVED_PREFIXES if lv.startswith(p)]
+    reserved += [p for p in _LV_RESERVED_PARTS if p in lv]
+    if reserved:
+        raise Invalid(f"LV name {lv!r} in {path} uses {reserved[0]!r}, which LVM reserves")
+    return vg, lv

@@ -31,6 +31,7 @@ from providers.schema.vm_placement import (
     Migration,
     OnRemove,
     VmPlacementArgs,
+    disk_kind,
 )
 from providers.transport import Endpoint
 
@@ -147,7 +148,7 @@ class VmPlacementProvider(HostProvider):
         if props["adopt"]:
             dom = self._adopt(props, existing)
         else:
-            disks.ensure_disks(self.session(props), props["disks"])
+            disks.ensure_disks(self.session(props), props["disks"], disks.domain_users(conn, name))
             dom = conn.defineXML(domain_xml(DomainSpec.from_props(props)))
         if not dom.isActive():
             self._start(props, dom)
@@ -223,7 +224,10 @@ class VmPlacementProvider(HostProvider):
         removal.undefine(placement.domain)
         if props["delete_disks"]:
             session = self.session({"host": props["fleet"].get(host, props["host"])})
-            disks.remove_disks(session, props["disks"])
+            # Files only: glidepath never removes a volume (the schema keeps them out).
+            disks.remove_disks(
+                session, [d for d in props["disks"] if disk_kind(d["path"]) == "file"]
+            )
             _log(f"{name}: undefined and its disks removed on {host}")
         else:
             _log(f"{name}: undefined on {host} (disks kept)")
@@ -298,9 +302,13 @@ class VmPlacementProvider(HostProvider):
         source_props = {**olds, "host": olds["fleet"].get(source, olds["host"])}
         create, slices, route = self.preflight(source_props, news, announce=False)
         target_ssh = self.session(news)
-        disks.create_target_disks(
-            self.session(source_props), target_ssh, create, self._disks(source_props, news)
-        )
+        # lvcreate rounds up to whole extents: a volume that came out bigger gets a slice too.
+        slices = {
+            **slices,
+            **disks.create_target_disks(
+                self.session(source_props), target_ssh, create, self._disks(source_props, news)
+            ),
+        }
         settings = Migration.model_validate(news["migration"])
         max_downtime = settings.max_downtime_ms
         source_conn = self._libvirt(endpoint_of(source_props))

@@ -10,7 +10,7 @@ from typing import Any, get_args
 from xml.sax.saxutils import escape, quoteattr
 
 from providers.schema.vif_route_script import DEFAULT_PATH as VIF_SCRIPT
-from providers.schema.vm_placement import DomainType
+from providers.schema.vm_placement import DomainType, disk_kind
 from providers.validate import CPU_MODES
 
 
@@ -86,7 +86,7 @@ def console_log_path(name: str) -> str:
 
 def domain_xml(spec: DomainSpec, disk_slices: dict[str, int] | None = None) -> str:
     """The domain XML. `disk_slices` maps a disk path to the bytes of its guest-visible
-    size where the file underneath is bigger (a migration onto a grown target disk)."""
+    size where the file or volume underneath is bigger (a migration onto a grown target)."""
     if spec.domain_type not in get_args(DomainType):
         raise ValueError(
             f"domain type must be one of {get_args(DomainType)}, not {spec.domain_type!r}"
@@ -102,22 +102,7 @@ def domain_xml(spec: DomainSpec, disk_slices: dict[str, int] | None = None) -> s
             boot += f"\n    <cmdline>{escape(spec.cmdline)}</cmdline>"
     else:
         boot = "\n    <boot dev='hd'/>"
-    disks = []
-    for disk in spec.disks:
-        source = f"<source file={q(disk.path)}/>"
-        if disk.path in slices:
-            source = (
-                f"<source file={q(disk.path)}><slices><slice type='storage' offset='0' "
-                f"size='{slices[disk.path]}'/></slices></source>"
-            )
-        disks.append(
-            "    <disk type='file' device='disk'>\n"
-            "      <driver name='qemu' type='raw'/>\n"
-            f"      {source}\n"
-            f"      <target dev={q(disk.target)} bus='virtio'/>\n"
-            "    </disk>"
-        )
-    disk_xml = "\n".join(disks)
+    disk_xml = "\n".join(_disk_xml(disk, slices.get(disk.path)) for disk in spec.disks)
     cpu = ""
     if spec.cpu_model in CPU_MODES:
         cpu = f"\n  <cpu mode={q(spec.cpu_model)}/>"
@@ -158,3 +143,29 @@ def domain_xml(spec: DomainSpec, disk_slices: dict[str, int] | None = None) -> s
   </devices>
 </domain>
 """
+
+
+def _disk_xml(disk: Disk, slice_bytes: int | None) -> str:
+    """One <disk>: a raw file, or a block device where its path is under /dev/."""
+    if disk_kind(disk.path) == "block":
+        kind, attribute = "block", "dev"
+        # cache='none' opens the device O_DIRECT: the guest caches its own disk, the host's
+        # page cache would only hold a second copy; io='native' (Linux AIO) needs it
+        # (QEMU refuses aio=native without cache.direct). libvirt's usual pair for volumes.
+        driver = "<driver name='qemu' type='raw' cache='none' io='native'/>"
+    else:
+        kind, attribute = "file", "file"
+        driver = "<driver name='qemu' type='raw'/>"
+    source = f"<source {attribute}={quoteattr(disk.path)}/>"
+    if slice_bytes is not None:
+        source = (
+            f"<source {attribute}={quoteattr(disk.path)}><slices><slice type='storage' "
+            f"offset='0' size='{slice_bytes}'/></slices></source>"
+        )
+    return (
+        f"    <disk type='{kind}' device='disk'>\n"
+        f"      {driver}\n"
+        f"      {source}\n"
+        f"      <target dev={quoteattr(disk.target)} bus='virtio'/>\n"
+        "    </disk>"
+    )

@@ -1,6 +1,7 @@
 """Pre-flight: what a preview says about a move, and read-only checks that it can work
-on the target (versions, memory, no namesake domain, CPU model, disks). A failed check
-fails the preview, and again the move, before anything changed."""
+on the target (versions, memory, no namesake domain, CPU model, disks: each there or
+creatable, big enough, used by nothing else). A failed check fails the preview, and
+again the move, before anything changed."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import xml.etree.ElementTree as ET
 from typing import Any, NamedTuple
 
 from providers.migration import MIB, log
-from providers.migration.disks import disk_checks, plan_target_disks
+from providers.migration.disks import disk_checks, domain_users, plan_target_disks
 from providers.transport import SshSession
 
 
@@ -78,8 +79,12 @@ def check(
         )
         if verdict == libvirt.VIR_CPU_COMPARE_INCOMPATIBLE:
             problems.append(f"{target.name}'s CPU cannot run the VM's CPU model")
+    # A disk another domain on the target opens is taken, whatever it is.
+    users = domain_users(target_conn, news["name"])
     create, slices, disk_problems = plan_target_disks(
-        disk_checks(source.ssh, target.ssh, news["disks"])
+        disk_checks(source.ssh, target.ssh, news["disks"], users),
+        source=source.name,
+        target=target.name,
     )
     problems += disk_problems
     if problems:

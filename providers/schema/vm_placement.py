@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, model_validator, with_config
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+    with_config,
+)
 from typing_extensions import TypedDict
 
 from providers import validate
@@ -49,11 +57,56 @@ def _cmdline(value: Any) -> str:
     return value
 
 
+#: What backs a disk, told by its path: under /dev/ a block device (an LVM volume, as in the
+#: blog; LVM on LUKS is the same to libvirt), anywhere else a raw image file.
+DiskKind = Literal["file", "block"]
+
+
+def disk_kind(path: str) -> DiskKind:
+    return "block" if path.startswith("/dev/") else "file"
+
+
 class Disk(Model):
-    """A raw disk image; it sits at the same path on every host the VM runs on."""
+    """A VM disk, at the same path on every host the VM runs on: a raw image file, or a
+    block device where the path is under /dev/ (`/dev/<vg>/<lv>`, as in the blog)."""
 
     path: AbsolutePath
     size_mib: Annotated[int, Between(1, 1 << 24)]
+    """The size a missing disk is created at; a move copies the source's own size."""
+    create: Literal["lvcreate"] | None = None
+    """Block devices only. Unset: the volume must exist on every host the VM runs on, at
+    least as big as on the source (the blog's rule). `lvcreate`: glidepath creates it
+    where it is missing, in the volume group its path names (`/dev/<vg>/<lv>`). A file
+    disk is always created with qemu-img where it is missing."""
+
+    @property
+    def kind(self) -> DiskKind:
+        return disk_kind(self.path)
+
+    @model_validator(mode="after")
+    def _lvcreate_makes_a_volume(self) -> Disk:
+        if self.create == "lvcreate":
+            if self.kind != "block":
+                raise at(
+                    (
+                        "create",
+                        f"lvcreate makes LVM volumes (/dev/<vg>/<lv>), not {self.path}: a file "
+                        "disk is created with qemu-img anyway",
+                    )
+                )
+            try:
+                validate.lvm_volume(self.path)
+            except Invalid as err:
+                raise at(("path", f"{err} (create: lvcreate)")) from None
+        return self
+
+    @model_serializer(mode="wrap")
+    def _unset_create_left_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # As stored before `create` existed: a VM of file disks shows no change (no update).
+        data: dict[str, Any] = handler(self)
+        if data.get("create") is None:
+            data.pop("create", None)
+        return data
 
 
 def _paths_differ(disks: list[Disk]) -> list[Disk]:
@@ -125,8 +178,9 @@ class VmSpec(Model):
     shutdown_timeout_s: Annotated[int, Between(1, 3600)] = 120
     """With `on_remove: shutdown`: how long the guest has to stop."""
     delete_disks: Boolean = False
-    """Delete its disks when it is removed from the stack (kept by default); only with
-    `on_remove: shutdown`: a released VM still runs on them."""
+    """Delete its disk files when it is removed from the stack (kept by default); only with
+    `on_remove: shutdown` (a released VM still runs on them); block devices are never
+    removed by glidepath."""
 
     @model_validator(mode="after")
     def _disks_go_only_with_a_stopped_vm(self) -> VmSpec:
@@ -138,6 +192,16 @@ class VmSpec(Model):
                     "keeps running on these disks",
                 )
             )
+        if self.delete_disks:
+            block = [d.path for d in self.disks if d.kind == "block"]
+            if block:
+                raise at(
+                    (
+                        "delete_disks",
+                        f"glidepath never removes block devices ({', '.join(block)}): "
+                        "remove the volumes by hand (lvremove), and leave delete_disks false",
+                    )
+                )
         return self
 
 

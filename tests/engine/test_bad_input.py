@@ -352,6 +352,30 @@ CASES = [
         _www(disks=[{"path": "/var/lib/libvirt/images/blog.img", "size_mib": 64}]),
     ),
     _case(
+        "disk-lvcreate-a-file",
+        f"{V}.blog.disks[0].create",
+        ([V, "blog", "disks", 0, "create"], "lvcreate"),
+    ),
+    _case(
+        "disk-lvcreate-not-a-volume-path",
+        f"{V}.blog.disks[0].path",
+        ([V, "blog", "disks", 0], {"path": "/dev/sdb", "size_mib": 64, "create": "lvcreate"}),
+    ),
+    _case(
+        "disk-lvcreate-reserved-lv-name",
+        f"{V}.blog.disks[0].path",
+        (
+            [V, "blog", "disks", 0],
+            {"path": "/dev/vg0/pvmove0", "size_mib": 64, "create": "lvcreate"},
+        ),
+    ),
+    _case(
+        "delete-block-disks",
+        f"{V}.blog.delete_disks",
+        ([V, "blog", "disks", 0], {"path": "/dev/vg0/blog", "size_mib": 64}),
+        ([V, "blog", "delete_disks"], True),
+    ),
+    _case(
         "max-downtime-0",
         f"{V}.blog.migration.max_downtime_ms",
         ([V, "blog", "migration", "max_downtime_ms"], 0),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import subprocess
 import xml.etree.ElementTree as ET  # our own generated XML, not untrusted input
 
@@ -40,6 +41,41 @@ def test_host_path_maps_bind_mounts() -> None:
     )
     assert t.host_path("old", t.CLIENT_KEY) == t.CLIENT_KEY
     assert t.host_path("old", "/var/cache/glidepath-lab/guest/vmlinuz") == t.GUEST_DIR / "vmlinuz"
+
+
+def test_a_disk_s_bytes_are_in_its_file_or_under_its_lab_volume() -> None:
+    assert t.disk_file("old", "/var/lib/libvirt/images/vm1.img") == t.host_path(
+        "old", "/var/lib/libvirt/images/vm1.img"
+    )
+    # Each host's /dev/vg0/blk is its own loop device, over a file of its own.
+    assert t.disk_file("new", "/dev/vg0/blk") == t.STATE_DIR / "hosts/new/volumes/vg0/blk.img"
+    with pytest.raises(ValueError, match="a lab volume is /dev/<vg>/<lv>"):
+        t.disk_file("old", "/dev/loop3")
+
+
+def test_loop_devices_are_found_by_their_file_never_by_number(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ours = str(t.STATE_DIR / "hosts/old/volumes/vg0/blk.img")
+    listed = {
+        "loopdevices": [
+            {"name": "/dev/loop0", "back-file": "/srv/someone-else.img"},
+            {"name": "/dev/loop3", "back-file": ours},
+            {"name": "/dev/loop4", "back-file": f"{ours} (deleted)"},
+            {"name": "/dev/loop5", "back-file": None},
+        ]
+    }
+    ran: list[list[str]] = []
+
+    def sh(argv: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        ran.append(argv)
+        return subprocess.CompletedProcess(argv, 0, json.dumps(listed), "")
+
+    monkeypatch.setattr(lifecycle, "sh", sh)
+    assert lifecycle.loop_devices([ours]) == {"/dev/loop3": ours, "/dev/loop4": ours}
+    assert ran == [["losetup", "--json", "--list"]]
+    assert lifecycle.loop_devices([]) == {}  # a lab without volumes asks nothing
+    assert len(ran) == 1
 
 
 def test_in_lab_rejects_real_addresses() -> None:

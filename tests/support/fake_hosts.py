@@ -3,21 +3,21 @@ record of what ran (argv lists) and which files were written."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from providers.transport import CommandError, CommandResult, Endpoint, SshCredentials, SshSession
 
 
 class FakeSession(SshSession):
-    """Answers `run` from `replies` (argv -> (exit status, stdout)); any other command
-    succeeds with no output. `fail` lists argv whose `run` raises, as a lost host would.
-    It never connects anywhere."""
+    """Answers `run` from `replies` (argv -> (exit status, stdout) or (exit status,
+    stdout, stderr)); any other command succeeds with no output. `fail` lists argv whose
+    `run` raises, as a lost host would. It never connects anywhere."""
 
     def __init__(
         self,
         name: str = "host",
-        replies: dict[tuple[str, ...], tuple[int, str]] | None = None,
+        replies: Mapping[tuple[str, ...], tuple[int, str] | tuple[int, str, str]] | None = None,
         fail: Sequence[tuple[str, ...]] = (),
     ) -> None:
         super().__init__(Endpoint(name, "192.0.2.1"), SshCredentials("", ""))
@@ -31,8 +31,8 @@ class FakeSession(SshSession):
         self.ran.append(command)
         if command in self.fail:
             raise OSError(f"{self.endpoint.name}: connection lost")
-        status, stdout = self.replies.get(command, (0, ""))
-        result = CommandResult(command, status, stdout, "")
+        status, stdout, *stderr = self.replies.get(command, (0, ""))
+        result = CommandResult(command, status, stdout, "".join(stderr))
         if check and not result.ok:
             raise CommandError(self.endpoint.name, result)
         return result

@@ -231,11 +231,80 @@ def _problems(raw: dict[str, Any], secrets: Any = None) -> list[str]:
             _second_vm(disks=[{"path": "/var/lib/libvirt/images/blog.img", "size_mib": 64}]),
             "glidepath:vms.www.disks[0].path",
         ),
+        # block devices: lvcreate only where the path names a VG and an LV it accepts
+        (
+            _with(GOOD, ["vms", "blog", "disks", 0, "create"], "lvcreate"),
+            "glidepath:vms.blog.disks[0].create: lvcreate makes LVM volumes",
+        ),
+        (
+            _with(
+                GOOD,
+                ["vms", "blog", "disks"],
+                [{"path": "/dev/sdb", "size_mib": 64, "create": "lvcreate"}],
+            ),
+            "glidepath:vms.blog.disks[0].path: '/dev/sdb' is not an LVM volume path",
+        ),
+        (
+            _with(
+                GOOD,
+                ["vms", "blog", "disks"],
+                [{"path": "/dev/vg0/-blog", "size_mib": 64, "create": "lvcreate"}],
+            ),
+            "glidepath:vms.blog.disks[0].path: '-blog' in /dev/vg0/-blog is not a valid LV name",
+        ),
+        (
+            _with(
+                GOOD,
+                ["vms", "blog", "disks"],
+                [{"path": "/dev/vg0/blog_tmeta", "size_mib": 64, "create": "lvcreate"}],
+            ),
+            "glidepath:vms.blog.disks[0].path: LV name 'blog_tmeta'",
+        ),
+        (
+            _with(GOOD, ["vms", "blog", "disks", 0, "create"], "yes"),
+            "glidepath:vms.blog.disks[0].create: 'yes' is not 'lvcreate'",
+        ),
+        (
+            _with(
+                _with(
+                    _with(
+                        GOOD, ["vms", "blog", "disks"], [{"path": "/dev/vg0/blog", "size_mib": 64}]
+                    ),
+                    ["vms", "blog", "on_remove"],
+                    "shutdown",
+                ),
+                ["vms", "blog", "delete_disks"],
+                True,
+            ),
+            "glidepath:vms.blog.delete_disks: glidepath never removes block devices "
+            "(/dev/vg0/blog)",
+        ),
     ],
 )
 def test_more_mistakes_name_their_field(raw: dict[str, Any], field: str) -> None:
     problems = _problems(raw)
     assert any(problem.startswith(field) for problem in problems), problems
+
+
+def test_block_disks_parse_and_their_controls() -> None:
+    disks = [
+        {"path": "/dev/vg0/blog", "size_mib": 64},  # the blog's: it exists on both hosts
+        {"path": "/dev/blog/data", "size_mib": 1024, "create": "lvcreate"},
+        {"path": "/dev/mapper/luks-data", "size_mib": 64},  # any block device, as it is
+    ]
+    config = parse_config(_with(GOOD, ["vms", "blog", "disks"], disks))
+    parsed = config.vms["blog"].disks
+    assert [(d.kind, d.create) for d in parsed] == [
+        ("block", None),
+        ("block", "lvcreate"),
+        ("block", None),
+    ]
+    # An unset `create` is left out: a VM of file disks stores what it stored before.
+    assert [d.model_dump() for d in parsed] == disks
+    with_null = _with(GOOD, ["vms", "blog", "disks", 0, "create"], None)
+    assert (
+        parse_config(with_null).vms["blog"].disks[0].model_dump() == GOOD["vms"]["blog"]["disks"][0]
+    )
 
 
 def test_ssh_user_is_every_hosts_default() -> None:

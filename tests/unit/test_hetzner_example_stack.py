@@ -22,7 +22,7 @@ import yaml
 
 from components.config import parse_config
 from engine import PROJECT_ROOT
-from providers import transport
+from providers import transport, validate
 from providers.cutover import backend_for
 from providers.cutover.hetzner_robot import HetznerRobot
 from tests.support.preview_checks import Declared, run_preview_checks
@@ -109,6 +109,22 @@ def test_the_blog_setup_parses() -> None:
     assert {vm.host for vm in config.vms.values()} == {"old"}
 
 
+def test_disks_are_the_blog_s_lvm_volumes_one_volume_group_per_vm() -> None:
+    # "The VMs are running on LVMs which themself are running on crypto devices. Each VM
+    # has its own LVM group."
+    config = parse_config(short(stack_document()["config"]))
+    volumes = {
+        name: [(validate.lvm_volume(d.path), d.kind, d.create) for d in vm.disks]
+        for name, vm in config.vms.items()
+    }
+    assert volumes["db"] == [(("db", "root"), "block", None), (("db", "data"), "block", None)]
+    assert volumes["backup"] == [(("backup", "disk"), "block", "lvcreate")]
+    for name, disks in volumes.items():
+        if name not in ("db", "backup"):
+            assert disks == [((name, "disk"), "block", None)], name
+    assert not any(vm.delete_disks for vm in config.vms.values())
+
+
 def test_ssh_and_robot_settings_are_usable() -> None:
     config = with_placeholders(stack_document()["config"])
     credentials = transport.credentials_from_config(config["glidepath:ssh"])
@@ -145,6 +161,12 @@ def test_a_preview_of_the_stack_passes_every_check() -> None:
     placements = by_kind(declared, "VmPlacement")
     # Registration order is the engine's (async): compare as sets.
     assert sorted((p.checked["name"], p.checked["vif"]) for p in placements) == sorted(VMS)
+    # The placements get the volumes as the stack gives them, `create` only where set.
+    disks = {p.checked["name"]: p.checked["disks"] for p in placements}
+    assert disks["blog"] == [{"path": "/dev/blog/disk", "size_mib": 20480}]
+    assert disks["backup"] == [
+        {"path": "/dev/backup/disk", "size_mib": 204800, "create": "lvcreate"}
+    ]
     assert {p.checked["host"]["name"] for p in placements} == {"old"}
     (script_old, script_new) = sorted(by_kind(declared, "VifRouteScript"), key=lambda d: d.name)
     expected_routes = {vif: f"203.0.113.{i}" for i, (_, vif) in enumerate(VMS)}

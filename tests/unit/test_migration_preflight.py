@@ -9,7 +9,7 @@ import libvirt
 import pytest
 
 from providers.migration import MIB, disks
-from providers.migration.disks import DiskCheck, plan_target_disks
+from providers.migration.disks import DiskCheck, Found, plan_target_disks
 from providers.migration.preflight import PreflightError, Side, check, cpu_xml, describe_move
 from tests.support.fake_hosts import FakeSession
 
@@ -26,11 +26,14 @@ PINNED_CPU = "<domain><cpu mode='custom'><model>Haswell</model></cpu></domain>"
 
 
 class Domain:
-    def __init__(self, xml: str = "<domain/>") -> None:
-        self._xml = xml
+    def __init__(self, xml: str = "<domain/>", name: str = "blog") -> None:
+        self._xml, self._name = xml, name
 
     def XMLDesc(self, flags: int) -> str:
         return self._xml
+
+    def name(self) -> str:
+        return self._name
 
 
 class Connection:
@@ -46,6 +49,9 @@ class Connection:
         self._libvirt, self._qemu = libvirt_version, qemu_version
         self._free = free_mib * MIB
         self._cpu_verdict = cpu_verdict
+
+    def listAllDomains(self, flags: int) -> list[Domain]:
+        return list(self._domains.values())
 
     def lookupByName(self, name: str) -> Domain:
         if name not in self._domains:
@@ -66,7 +72,12 @@ class Connection:
 
 
 def _stat(path: str) -> tuple[str, ...]:
-    return ("stat", "-L", "-c", "%s", "--", path)
+    return ("stat", "-L", "-c", "%f %s %t %T", "--", path)
+
+
+def _file(size: int) -> tuple[int, str]:
+    """stat's answer for a regular file of `size` bytes."""
+    return (0, f"81a4 {size} 0 0\n")
 
 
 def _df(directory: str) -> tuple[str, ...]:
@@ -74,7 +85,7 @@ def _df(directory: str) -> tuple[str, ...]:
 
 
 def _source(size: int = 64 * MIB) -> Side:
-    ssh = FakeSession("old", {_stat(IMG): (0, f"{size}\n")})
+    ssh = FakeSession("old", {_stat(IMG): _file(size)})
     return Side("old", Connection({"blog": Domain()}), ssh)
 
 
@@ -92,7 +103,7 @@ def test_a_move_that_can_work_is_said_so(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_a_bigger_target_disk_is_said_and_sliced(capsys: pytest.CaptureFixture[str]) -> None:
-    target = _target(replies={_stat(IMG): (0, f"{128 * MIB}\n")})
+    target = _target(replies={_stat(IMG): _file(128 * MIB)})
     assert check(NEWS, _source(), target, announce=False) == ([], {IMG: 64 * MIB})
     assert capsys.readouterr().out == ""  # the move repeats pre-flight silently
 
@@ -107,7 +118,7 @@ def test_every_problem_is_listed_at_once() -> None:
     )
     source = _source()
     source.conn._domains["blog"] = Domain(PINNED_CPU)
-    target = _target(target_conn, {_stat(IMG): (0, f"{32 * MIB}\n")})
+    target = _target(target_conn, {_stat(IMG): _file(32 * MIB)})
     with pytest.raises(PreflightError) as raised:
         check(NEWS, source, target, announce=True)
     assert str(raised.value).split("\n") == [
@@ -140,51 +151,60 @@ def test_preview_sentence() -> None:
     )
 
 
+def _file_check(target: Found, room: int | None = None) -> DiskCheck:
+    return DiskCheck("/d.img", 64 * MIB, target, room)
+
+
 @pytest.mark.parametrize(
     ("check_", "expected"),
     [
-        (DiskCheck("/d.img", 64 * MIB, 64 * MIB, None), ([], {}, [])),
-        (DiskCheck("/d.img", 64 * MIB, None, 100 * MIB), (["/d.img"], {}, [])),
-        (DiskCheck("/d.img", 64 * MIB, 128 * MIB, None), ([], {"/d.img": 64 * MIB}, [])),
+        (_file_check(Found("file", 64 * MIB)), ([], {}, [])),
+        (_file_check(Found(None), 100 * MIB), (["/d.img"], {}, [])),
+        (_file_check(Found("file", 128 * MIB)), ([], {"/d.img": 64 * MIB}, [])),
     ],
 )
 def test_target_disks(check_: DiskCheck, expected: tuple) -> None:
-    assert plan_target_disks([check_]) == expected
+    assert plan_target_disks([check_], source="old", target="new") == expected
 
 
 @pytest.mark.parametrize(
     ("check_", "problem"),
     [
-        (DiskCheck("/d.img", 64 * MIB, 32 * MIB, None), "smaller than the source"),
-        (DiskCheck("/d.img", 64 * MIB, None, 10 * MIB), "10 MiB free"),
-        (DiskCheck("/d.img", 64 * MIB, None, None), "directory does not exist"),
+        (_file_check(Found("file", 32 * MIB)), "smaller than the source"),
+        (_file_check(Found(None), 10 * MIB), "10 MiB free"),
+        (_file_check(Found(None)), "directory does not exist"),
+        (_file_check(Found("directory", 4096)), "/d.img on new is a directory, not a file"),
+        (
+            _file_check(Found("file", 64 * MIB, ("disk of domain www",))),
+            "/d.img on new is in use: disk of domain www",
+        ),
     ],
 )
 def test_target_disk_problems(check_: DiskCheck, problem: str) -> None:
-    assert problem in plan_target_disks([check_])[2][0]
+    assert problem in plan_target_disks([check_], source="old", target="new")[2][0]
 
 
 def test_disk_checks_read_both_hosts() -> None:
     source = FakeSession("old", {_stat("/d.img"): (1, "")})  # none there: the stack's size
     target = FakeSession("new", {_stat("/d.img"): (1, ""), _df("/"): (0, "Avail\n4096\n")})
     checks = disks.disk_checks(source, target, [{"path": "/d.img", "size_mib": 2}])
-    assert checks == [DiskCheck("/d.img", 2 * MIB, None, 4096)]
+    assert checks == [DiskCheck("/d.img", 2 * MIB, Found(None), 4096)]
 
 
 def test_a_move_creates_its_target_disks_at_the_source_file_s_size() -> None:
-    source = FakeSession("old", {_stat(IMG): (0, "67109376\n")})
+    source = FakeSession("old", {_stat(IMG): _file(67109376)})
     target = FakeSession("new")
-    disks.create_target_disks(source, target, [IMG], NEWS["disks"])
+    assert disks.create_target_disks(source, target, [IMG], NEWS["disks"]) == {}
     assert target.ran == [("qemu-img", "create", "-q", "-f", "raw", IMG, "67109376")]
 
 
 def test_a_new_vm_gets_its_missing_disks(capsys: pytest.CaptureFixture[str]) -> None:
-    session = FakeSession("old", {_stat(IMG): (1, ""), _stat("/there.img"): (0, "1\n")})
+    session = FakeSession("old", {_stat(IMG): (1, ""), _stat("/there.img"): _file(1)})
     disks.ensure_disks(session, [*NEWS["disks"], {"path": "/there.img", "size_mib": 1}])
     assert session.ran == [
         _stat(IMG),
         ("install", "-d", "-m", "0755", "/var/lib/libvirt/images"),
-        ("qemu-img", "create", "-q", "-f", "raw", IMG, "64M"),
+        ("qemu-img", "create", "-q", "-f", "raw", IMG, str(64 * MIB)),
         _stat("/there.img"),
     ]
     assert capsys.readouterr().out == f"old: creating disk {IMG} (64 MiB)\n"
