@@ -1,8 +1,10 @@
 """Adopting a VM defined and started by hand (issue 16), through the real engine.
 
 `legacy` is defined with XML glidepath would not write (2 vCPUs, its own MAC and UUID,
-a description, its disk's cache mode) and started by hand on old. A stack that says
-only `host: old`, its network, address, tap and `adopt: true` takes it over: no probe
+a description, its disk a block device: a lab volume at /dev/vg1/legacy, as the blog's
+LVs) and started by hand on old; new has a volume of the same size at the same path. A
+stack that says only `host: old`, its network, address, tap and `adopt: true` takes it
+over: no probe
 reply lost, the domain not restarted (same QEMU PID), its definition unchanged. Then it
 moves old -> new and back with no guest write lost, and its definition after the moves
 is the one it had, but for what libvirt itself writes into a migrated definition.
@@ -17,13 +19,14 @@ from typing import Any
 
 import pytest
 
-from lab import guest
+from lab import blockdev, guest
 from tests.e2e.conftest import GeneratedStack
 from tests.e2e.test_preflight import running_on, wait_answers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.lab, pytest.mark.engine]
 
 VM = guest.VmSpec("legacy", vif=4)
+VOLUME = "/dev/vg1/legacy"
 OWN_MAC = "02:47:50:00:00:04"
 OWN_UUID = "6f1c1d2e-0000-4000-8000-00000000cafe"
 
@@ -37,7 +40,14 @@ def hand_made_xml(domain_type: str) -> str:
     description.text = "defined by hand, years ago"
     root.insert(2, description)
     root.find("devices/interface/mac").set("address", OWN_MAC)  # type: ignore[union-attr]
-    root.find("devices/disk/driver").set("cache", "none")  # type: ignore[union-attr]
+    disk = root.find("devices/disk")
+    assert disk is not None
+    disk.set("type", "block")
+    disk.find("driver").attrib.update({"cache": "none", "io": "native"})  # type: ignore[union-attr]
+    source = disk.find("source")
+    assert source is not None
+    source.attrib.clear()
+    source.set("dev", VOLUME)
     return ET.tostring(root, encoding="unicode")
 
 
@@ -63,7 +73,8 @@ def stack(
     # By hand, as the operator did before glidepath: its disk, its definition, started.
     dtype = "kvm" if guest.kvm_usable() else "qemu"
     guest.ensure_image()
-    guest.create_disk("old", VM.disk_path, VM.disk_mib << 20)
+    for host in ("old", "new"):
+        blockdev.create_volume(host, VOLUME, VM.disk_mib)
     lab.run("old", ["virsh", "define", "/dev/stdin"], input=hand_made_xml(dtype))
     lab.run("old", ["virsh", "start", VM.name], timeout=60)
     guest.wait_ready("old", VM)
@@ -72,6 +83,8 @@ def stack(
     finally:
         for host in ("old", "new"):
             guest.remove_vm(host, VM.name)
+        for host in ("old", "new"):
+            blockdev.remove_volume(host, VOLUME)
 
 
 def test_1_up_adopts_the_running_vm_unchanged(lab: Any, stack: GeneratedStack) -> None:
@@ -105,12 +118,12 @@ def test_2_moves_with_its_own_definition(
     lab: Any, stack: GeneratedStack, source: str, target: str
 ) -> None:
     original = hand_made_xml("kvm" if guest.kvm_usable() else "qemu")
-    writes_before = guest.read_sequence(source, VM.disk_path)
+    writes_before = guest.read_sequence(source, VOLUME)
     stack.move(VM.name, target)
     assert stack.up().summary.result == "succeeded"
     assert running_on(lab, VM.name) == [target]
     wait_answers(lab, VM.ip, boot_s=10)
-    writes = guest.read_sequence(target, VM.disk_path)
+    writes = guest.read_sequence(target, VOLUME)
     assert len(writes) > len(writes_before)
     assert guest.sequence_gaps(writes) == [], guest.sequence_gaps(writes)
     after = definition(lab, target)
@@ -119,7 +132,7 @@ def test_2_moves_with_its_own_definition(
     assert root.findtext("vcpu") == "2"
     assert root.findtext("description") == "defined by hand, years ago"
     assert root.find("devices/interface/mac").get("address") == OWN_MAC  # type: ignore[union-attr]
-    assert root.find("devices/disk/driver").get("cache") == "none"  # type: ignore[union-attr]
+    assert root.find("devices/disk/source").get("dev") == VOLUME  # type: ignore[union-attr]
     # Against the definition as it was on old before glidepath (libvirt's own rendering
     # of what the operator wrote): what a migration changes, and nothing else.
     differences = _differences(ORIGINAL["xml"], after)
