@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from providers.transport import CommandResult
 
@@ -46,6 +46,7 @@ class Device(TypedDict):
     admin_up: bool
     persistent: bool
     alias: str | None
+    mtu: NotRequired[int]
 
 
 def process_pid(text: str | None) -> int | None:
@@ -123,4 +124,5 @@ def process_device(result: CommandResult) -> Device | None:
         "admin_up": "UP" in flags,
         "persistent": bool(info.get("persist", False)),
         "alias": link.get("ifalias") or None,
+        "mtu": int(link.get("mtu", 0)),
     }

@@ -384,6 +384,14 @@ def _same_family(address: str, other: str) -> bool:
     return ipaddress.ip_interface(address).version == ipaddress.ip_interface(other).version
 
 
+#: Both ends' MTU. ssh -w carries one IP packet per channel message and pays per packet:
+#: at the default 1500 a move's memory and disk copy through the tunnel took 10.3 s where
+#: 16000 takes 3.6 s (512 MiB disk, lab, the same run). OpenSSH reads a tun packet into a
+#: 16 KiB buffer (CHAN_RBUF, 4 bytes of it the address family), so 16000 leaves room. Only
+#: the hosts' own traffic uses it (the migration); the VMs' packets stay at their 1500.
+TUNNEL_MTU = 16000
+
+
 def plan_end(dev: str, address: str, facts: Device | None) -> Plan:
     """One end of the link: exactly `address` (of its family) on `dev`, and `dev` set up
     (it has carrier only while an ssh holds it; that is the keeper's part)."""
@@ -396,11 +404,13 @@ def plan_end(dev: str, address: str, facts: Device | None) -> Plan:
     ]
     if address not in facts["addresses"]:
         commands.append(["ip", "addr", "replace", address, "dev", dev])
+    if facts.get("mtu", TUNNEL_MTU) != TUNNEL_MTU:
+        commands.append(["ip", "link", "set", "dev", dev, "mtu", str(TUNNEL_MTU)])
     if not facts.get("admin_up", facts["up"]):
         commands.append(["ip", "link", "set", "dev", dev, "up"])
     if not commands:
         return Plan.nothing(f"{dev} is up with {address}")
-    return Plan.run(*commands, reason=f"{dev}: {address}, up")
+    return Plan.run(*commands, reason=f"{dev}: {address}, MTU {TUNNEL_MTU}, up")
 
 
 def plan_device(dev: str, address: str, alias: str, facts: Device | None) -> Plan:
@@ -410,6 +420,7 @@ def plan_device(dev: str, address: str, alias: str, facts: Device | None) -> Pla
         return Plan.run(
             ["ip", "tuntap", "add", "dev", dev, "mode", "tun"],
             ["ip", "link", "set", "dev", dev, "alias", alias],
+            ["ip", "link", "set", "dev", dev, "mtu", str(TUNNEL_MTU)],
             ["ip", "addr", "replace", address, "dev", dev],
             ["ip", "link", "set", "dev", dev, "up"],
             reason=f"create {dev} (persistent: its addresses and routes outlive an ssh "

@@ -39,7 +39,7 @@ def test_up_device_on_each_end() -> None:
     old = facts.process_device(_result(_data("tunnel_ip_addr_tun5_old.json")))
     new = facts.process_device(_result(_data("tunnel_ip_addr_tun5_new.json")))
     # Captured without -d: no link details, so not persistent and no alias.
-    plain = {"admin_up": True, "persistent": False, "alias": None}
+    plain = {"admin_up": True, "persistent": False, "alias": None, "mtu": 1500}
     assert old == {"ifname": "tun5", "up": True, "addresses": ["198.18.105.1/24"], **plain}
     assert new == {"ifname": "tun5", "up": True, "addresses": ["198.18.105.2/24"], **plain}
 
@@ -62,6 +62,7 @@ def test_our_persistent_device_without_carrier() -> None:
         "admin_up": True,
         "persistent": True,
         "alias": "glidepath tunnel 198.18.1.2<->198.18.2.2",
+        "mtu": 1500,
     }
 
 
