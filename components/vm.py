@@ -80,6 +80,7 @@ class VirtualMachine(pulumi.ComponentResource):
             else None,
             # The move's memory and disks go through the link between its hosts.
             tunnel_addresses=config.tunnel_addresses(),
+            moves_at_once=config.moves.at_once,
             opts=self.placement_options(vm, self, depends_on),
         )
         self.register_outputs({})

@@ -8,6 +8,7 @@ The work is in providers/migration/, one job per module; this file wires it.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,16 @@ REMOVAL_DEFAULTS = {
 }
 
 
+# One provider process serves every placement of an `up`: a move takes a slot here.
+_slots_lock = threading.Lock()
+_slots: dict[int, threading.BoundedSemaphore] = {}
+
+
+def _move_slots(at_once: int) -> threading.BoundedSemaphore:
+    with _slots_lock:
+        return _slots.setdefault(at_once, threading.BoundedSemaphore(at_once))
+
+
 class MigrationError(RuntimeError):
     """A move failed; the VM still runs on the source (the message says so)."""
 
@@ -67,8 +78,9 @@ class VmPlacementProvider(HostProvider):
     # --- diff ------------------------------------------------------------------------
 
     def diffed_fields(self, news: dict[str, Any]) -> list[str]:
-        # Not `cutover_router` nor `tunnel_addresses`: where the network's cutover switches
-        # and which links exist say nothing about the VM; they only shape a move.
+        # Not `cutover_router`, `tunnel_addresses` nor `moves_at_once`: where the network's
+        # cutover switches, which links exist and how moves are scheduled say nothing about
+        # the VM; they only shape a move.
         return ["name", "host", "migration", "adopt", *REMOVAL_FIELDS, *SPEC_FIELDS]
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
@@ -298,6 +310,19 @@ class VmPlacementProvider(HostProvider):
     def migrate(
         self, olds: dict[str, Any], news: dict[str, Any], placement: Placement
     ) -> dict[str, Any]:
+        """One move, once the stack's schedule (`moves_at_once`) lets it start."""
+        turn = _move_slots(int(news["moves_at_once"]))
+        if not turn.acquire(blocking=False):
+            _log(f"{news['name']}: waiting for its turn (moves.at_once: {news['moves_at_once']})")
+            turn.acquire()
+        try:
+            return self._migrate(olds, news, placement)
+        finally:
+            turn.release()
+
+    def _migrate(
+        self, olds: dict[str, Any], news: dict[str, Any], placement: Placement
+    ) -> dict[str, Any]:
         name, source, target = news["name"], placement.host, news["host"]["name"]
         source_props = {**olds, "host": olds["fleet"].get(source, olds["host"])}
         create, slices, route = self.preflight(source_props, news, announce=False)
@@ -420,6 +445,7 @@ class VmPlacement(Resource, module="vm", name="VmPlacement"):
         delete_disks: bool | None = None,
         cutover_router: pulumi.Input[dict[str, Any]] | None = None,
         tunnel_addresses: Mapping[str, Mapping[str, str]] | None = None,
+        moves_at_once: int | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(
@@ -444,6 +470,7 @@ class VmPlacement(Resource, module="vm", name="VmPlacement"):
                 "shutdown_timeout_s": shutdown_timeout_s,
                 "delete_disks": delete_disks,
                 "cutover_router": cutover_router,
+                "moves_at_once": moves_at_once,
                 "tunnel_addresses": None
                 if tunnel_addresses is None
                 else {host: dict(peers) for host, peers in tunnel_addresses.items()},

@@ -27,6 +27,7 @@ from pydantic.json_schema import GenerateJsonSchema
 from providers import validate
 from providers.schema.errors import Problem
 from providers.schema.fields import (
+    Between,
     Boolean,
     HostName,
     Ipv4Prefix,
@@ -143,6 +144,19 @@ def _some(hosts: dict[str, Host]) -> dict[str, Host]:
     return hosts
 
 
+#: The Python dynamic-provider server runs four calls at once (README, Engine notes): more
+#: moves at once than that would wait there anyway.
+MAX_MOVES_AT_ONCE = 4
+
+
+class Moves(Model):
+    """How the VMs that move in one `up` are scheduled."""
+
+    at_once: Annotated[int, Between(1, MAX_MOVES_AT_ONCE)] = 1
+    """How many migrate at the same time. 1 (the default): one after another, the smallest
+    gaps (docs/moving.md says what was measured); at most 4, the engine's own limit."""
+
+
 class Stack(Model):
     """glidepath's stack config: the hypervisors, the tunnels between them, the routed
     networks and the VMs (glidepath:hosts, ...), and the credentials its providers use."""
@@ -154,6 +168,7 @@ class Stack(Model):
     links: list[Link] = Field(default_factory=list)
     networks: dict[NetworkName, Network] = Field(default_factory=dict)
     vms: dict[VmName, Vm] = Field(default_factory=dict)
+    moves: Moves = Moves()
     robot: Robot | None = None
     """Credentials of the hetzner-robot cutover."""
 

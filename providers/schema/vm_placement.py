@@ -213,6 +213,8 @@ class VmPlacementArgs(VmSpec, ResourceArgs):
     """Every host of the stack, where it may be found."""
     cutover_router: Endpoint | None = None
     """Where the network's cutover switches after a move (lab-router), opened while copying."""
+    moves_at_once: Annotated[int, Between(1, 4)] = 1
+    """glidepath:moves.at_once: how many placements of the stack migrate at the same time."""
     tunnel_addresses: dict[str, dict[str, TunnelAddress]] = Field(default_factory=dict)
     """[host][peer]: host's address on its link with peer; a move to host listens there."""
 
