@@ -36,8 +36,8 @@ VIRTIO_MODULES = (
     "virtio_net",
     "virtio_blk",
 )
-#: The ACPI power button as an input device, for busybox acpid: a graceful shutdown
-#: (`virsh shutdown`, glidepath's `on_remove: shutdown`) powers the guest off.
+#: The ACPI power button as an input device: a graceful shutdown (`virsh shutdown`,
+#: glidepath's `on_remove: shutdown`) powers the guest off.
 ACPI_MODULES = ("evdev", "button")
 GUEST_MODULES = VIRTIO_MODULES + ACPI_MODULES
 
@@ -75,13 +75,16 @@ for m in __MODULES__; do
   insmod /lib/modules/$m.ko || echo "gp: insmod $m failed"
 done
 hostname "$NAME"
-# The power button: acpid runs /etc/acpi/PWRF/00000080 for it (not with gp.noacpid:
-# a guest that ignores it, as some do).
-mkdir -p /etc/acpi/PWRF
-printf '#!/bin/sh\necho "GP-POWEROFF $(cat /proc/uptime)" > /dev/console\nsync\npoweroff -f\n' \
-  > /etc/acpi/PWRF/00000080
-chmod 755 /etc/acpi/PWRF/00000080
-[ -n "$NOACPID" ] || acpid -c /etc/acpi
+# The power button (ACPI, `virsh shutdown`): its first input event powers the guest off,
+# unless gp.noacpid (a guest that ignores it, as some do).
+if [ -z "$NOACPID" ]; then
+  for ev in /sys/class/input/event*; do
+    if grep -q "Power Button" "$ev/device/name" 2>/dev/null; then
+      ( head -c 24 "/dev/input/${ev##*/}" >/dev/null \
+        && echo "GP-POWEROFF $(cat /proc/uptime)" && sync && poweroff -f ) &
+    fi
+  done
+fi
 i=0
 while [ ! -e /sys/class/net/eth0 ] || [ ! -b /dev/vda ]; do
   i=$((i+1)); [ $i -gt 100 ] && break; sleep 0.1
@@ -181,7 +184,6 @@ def build_initramfs(kernel_version: str) -> bytes:
         "lib",
         "lib/modules",
         "www",
-        "etc",
     ):
         c.dir(d)
     c.chardev("dev/console", 5, 1)

@@ -101,8 +101,8 @@ class VmPlacementProvider(HostProvider):
                     old_host.get("name", "?"),
                     new_host["name"],
                     # Not canonicalised here: the engine hands numbers over as floats.
-                    sum(int(d["size_mib"]) for d in news["disks"]),
-                    int(news["memory_mib"]),
+                    None if news.get("adopt") else sum(int(d["size_mib"]) for d in news["disks"]),
+                    None if news.get("adopt") else int(news["memory_mib"]),
                     int(news["migration"]["max_downtime_ms"]),
                 )
             )

@@ -26,13 +26,21 @@ class Side(NamedTuple):
 
 
 def describe_move(
-    name: str, source: str, target: str, disk_mib: int, memory_mib: int, max_downtime_ms: int
+    name: str,
+    source: str,
+    target: str,
+    disk_mib: int | None,
+    memory_mib: int | None,
+    max_downtime_ms: int,
 ) -> str:
-    """The line a preview prints for a move (DESIGN.md §4)."""
-    return (
-        f"{name}: live-migrate {source} -> {target}: copy {disk_mib} MiB disk + "
-        f"{memory_mib} MiB RAM, max downtime {max_downtime_ms} ms"
+    """The line a preview prints for a move (DESIGN.md §4); sizes None: an adopted VM's
+    own (its definition, not the stack, says them)."""
+    what = (
+        f"copy {disk_mib} MiB disk + {memory_mib} MiB RAM"
+        if disk_mib is not None and memory_mib is not None
+        else "copy its own disks and RAM (adopted)"
     )
+    return f"{name}: live-migrate {source} -> {target}: {what}, max downtime {max_downtime_ms} ms"
 
 
 def check(
@@ -60,23 +68,22 @@ def check(
             f"QEMU on {target.name} ({version(target_conn.getVersion())}) is older than on "
             f"{source.name} ({version(source_conn.getVersion())})"
         )
+    # The domain's own memory and type, not the stack's: an adopted VM has its own.
+    memory_mib = dom.maxMemory() // 1024
     free_mib = target_conn.getFreeMemory() // MIB
-    if free_mib < int(news["memory_mib"]) + 64:
-        problems.append(
-            f"{target.name} has {free_mib} MiB free, {news['memory_mib']} MiB (+64) needed"
-        )
+    if free_mib < memory_mib + 64:
+        problems.append(f"{target.name} has {free_mib} MiB free, {memory_mib} MiB (+64) needed")
     try:
         target_conn.lookupByName(news["name"])
         problems.append(f"a domain named {news['name']} is already defined on {target.name}")
     except libvirt.libvirtError:
         pass
-    cpu = cpu_xml(dom.XMLDesc(0))
+    live = dom.XMLDesc(0)
+    cpu = cpu_xml(live)
     if cpu is not None:
         # Against what the target's hypervisor offers for this domain type (TCG can
         # emulate models the host CPU lacks; KVM cannot).
-        verdict = target_conn.compareHypervisorCPU(
-            None, "x86_64", None, news["domain_type"], cpu, 0
-        )
+        verdict = target_conn.compareHypervisorCPU(None, "x86_64", None, domain_type(live), cpu, 0)
         if verdict == libvirt.VIR_CPU_COMPARE_INCOMPATIBLE:
             problems.append(f"{target.name}'s CPU cannot run the VM's CPU model")
     # A disk another domain on the target opens is taken, whatever it is.
@@ -108,6 +115,11 @@ def check(
 def version(number: int) -> str:
     """libvirt's version number (major * 1e6 + minor * 1e3 + release) as people write it."""
     return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
+
+
+def domain_type(domain_xml_text: str) -> str:
+    """kvm or qemu (TCG), as the domain itself says."""
+    return ET.fromstring(domain_xml_text).get("type", "kvm")  # noqa: S314 (libvirt's XML)
 
 
 def cpu_xml(domain_xml_text: str) -> str | None:

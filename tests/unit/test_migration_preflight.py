@@ -26,11 +26,14 @@ PINNED_CPU = "<domain><cpu mode='custom'><model>Haswell</model></cpu></domain>"
 
 
 class Domain:
-    def __init__(self, xml: str = "<domain/>", name: str = "blog") -> None:
-        self._xml, self._name = xml, name
+    def __init__(self, xml: str = "<domain/>", name: str = "blog", memory_mib: int = 128) -> None:
+        self._xml, self._name, self._memory_mib = xml, name, memory_mib
 
     def XMLDesc(self, flags: int) -> str:
         return self._xml
+
+    def maxMemory(self) -> int:  # KiB, as libvirt says it
+        return self._memory_mib * 1024
 
     def name(self) -> str:
         return self._name
