@@ -36,9 +36,6 @@ from providers.schema.vm_placement import (
 )
 from providers.transport import Endpoint
 
-#: libvirt's flag for a definition as a migration carries it (libvirt.VIR_DOMAIN_XML_MIGRATABLE;
-#: libvirt is imported only where a host is reached).
-VIR_DOMAIN_XML_MIGRATABLE = 8
 SPEC_FIELDS = ("memory_mib", "vcpus", "vif", "disks", "boot", "domain_type", "cpu_model", "mac")
 #: What the delete does: stored for it to read, no change on the host.
 REMOVAL_FIELDS = ("on_remove", "shutdown_timeout_s", "delete_disks")
@@ -323,6 +320,8 @@ class VmPlacementProvider(HostProvider):
     def _migrate(
         self, olds: dict[str, Any], news: dict[str, Any], placement: Placement
     ) -> dict[str, Any]:
+        import libvirt
+
         name, source, target = news["name"], placement.host, news["host"]["name"]
         source_props = {**olds, "host": olds["fleet"].get(source, olds["host"])}
         create, slices, route = self.preflight(source_props, news, announce=False)
@@ -340,7 +339,7 @@ class VmPlacementProvider(HostProvider):
         target_conn = self._libvirt(endpoint_of(news))
         dom = source_conn.lookupByName(name)
         spec = None if news["adopt"] else DomainSpec.from_props(news)
-        live = dom.XMLDesc(VIR_DOMAIN_XML_MIGRATABLE) if spec is None else ""
+        live = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE) if spec is None else ""
         destination_xml, disk_targets = job.destination(spec, live, slices)
         params = job.params(destination_xml, disk_targets, settings, route)
         flags = job.flags(settings)

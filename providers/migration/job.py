@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from providers.migration import live_xml as live_xml_module
+from providers.migration import live_xml
 from providers.migration.domain import DomainSpec, domain_xml
 from providers.migration.path import Path, uri
 from providers.schema.vm_placement import Migration
@@ -27,15 +27,13 @@ def flags(settings: Migration) -> int:
 
 
 def destination(
-    spec: DomainSpec | None, live_xml: str, slices: dict[str, int]
+    spec: DomainSpec | None, live: str, slices: dict[str, int]
 ) -> tuple[str, list[str]]:
     """-> (the destination XML, the disks to copy by target name). A generated VM's is
-    its spec's XML; an adopted VM's (`spec` None) its own live migratable XML. Either
-    with `slices` for bigger target disks."""
+    its spec's XML; an adopted VM's (`spec` None) its own live migratable XML, `live`.
+    Either with `slices` for bigger target disks."""
     if spec is None:
-        return live_xml_module.with_slices(live_xml, slices), [
-            d.target for d in live_xml_module.disks(live_xml)
-        ]
+        return live_xml.with_slices(live, slices), [d.target for d in live_xml.disks(live)]
     return domain_xml(spec, slices), [d.target for d in spec.disks]
 
 

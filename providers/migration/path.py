@@ -29,10 +29,6 @@ class Path:
 
     address: str | None
 
-    @property
-    def encrypted(self) -> bool:
-        return self.address is not None
-
     def describe(self, source: str, target: str) -> str:
         if self.address is None:
             return f"memory and disks cross {source} -> {target} in clear (transport: direct)"

@@ -60,11 +60,8 @@ class UpstreamHost(UplinkEndpoint):
     """A host as the Upstream sees it: also the address the provider routes the prefix to."""
 
     main_ip: Address | None = None
-    """Where the provider routes the prefix (Robot: the server's main IP); default: address."""
-
-    @property
-    def main_address(self) -> str:
-        return self.main_ip or self.address
+    """Where the provider routes the prefix (Robot: the server's main IP); default: address
+    (`main_address` reads an entry of it)."""
 
     @model_serializer(mode="wrap")
     def _main_ip_as_given(self, dump: SerializerFunctionWrapHandler) -> dict[str, Any]:

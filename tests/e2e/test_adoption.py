@@ -117,7 +117,6 @@ def _differences(before: str, after: str) -> list[str]:
 def test_2_moves_with_its_own_definition(
     lab: Any, stack: GeneratedStack, source: str, target: str
 ) -> None:
-    original = hand_made_xml("kvm" if guest.kvm_usable() else "qemu")
     writes_before = guest.read_sequence(source, VOLUME)
     stack.move(VM.name, target)
     assert stack.up().summary.result == "succeeded"
@@ -138,4 +137,3 @@ def test_2_moves_with_its_own_definition(
     differences = _differences(ORIGINAL["xml"], after)
     print("\n".join(differences) or "no difference")
     assert differences == []
-    del original

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from lab import topology as t
+from lab.proc import popen
 from tests.e2e.conftest import GeneratedStack, lab_vm
 from tests.e2e.test_preflight import running_on, wait_answers
 
@@ -70,8 +71,8 @@ def _capture(lab: Any, host: str, device: str, out: Path) -> Iterator[list[str]]
     summary lines (captured / dropped)."""
     summary: list[str] = []
     with out.open("wb") as sink:
-        process = lab_popen(host, ["tcpdump", "-i", device, "-s", "0", "-B", "32768", "-U",
-                                   "-n", "-w", "-"], sink)  # fmt: skip
+        process = popen(host, ["tcpdump", "-i", device, "-s", "0", "-B", "32768", "-U",
+                               "-n", "-w", "-"], stdout=sink)  # fmt: skip
         try:
             yield summary
         finally:
@@ -82,12 +83,6 @@ def _capture(lab: Any, host: str, device: str, out: Path) -> Iterator[list[str]]
                 process.kill()
                 _, err = process.communicate(timeout=10)
             summary += [line for line in (err or "").splitlines() if "packets" in line]
-
-
-def lab_popen(host: str, argv: list[str], sink: Any) -> subprocess.Popen[str]:
-    from lab.proc import popen
-
-    return popen(host, argv, stdout=sink)
 
 
 def _holds(capture: Path, marker: str) -> bool:
