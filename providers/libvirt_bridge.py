@@ -10,9 +10,10 @@ import contextlib
 import socket
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import paramiko
+if TYPE_CHECKING:
+    import paramiko
 
 from providers.transport import (
     CONNECT_ATTEMPTS,

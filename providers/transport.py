@@ -19,11 +19,15 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import paramiko
-
+from providers import known_hosts as known_hosts_text
 from providers.schema.host import DEFAULT_PORT, DEFAULT_USER
+
+# paramiko (0.1 s to import) is loaded by the functions that open a connection, not here:
+# the program imports this module on every run and connects only when it must read a host.
+if TYPE_CHECKING:
+    import paramiko
 
 CONNECT_ATTEMPTS = 3
 CONNECT_TIMEOUT_S = 10.0
@@ -150,6 +154,8 @@ def quote_argv(argv: Sequence[str]) -> str:
 
 
 def _load_private_key(text: str) -> paramiko.PKey:
+    import paramiko
+
     for key_class in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
         try:
             return key_class.from_private_key(io.StringIO(text))
@@ -161,27 +167,28 @@ def _load_private_key(text: str) -> paramiko.PKey:
     )
 
 
-def known_hosts_name(address: str, port: int) -> str:
-    """How known_hosts names a host: `addr` on port 22, `[addr]:port` otherwise."""
-    return address if port == 22 else f"[{address}]:{port}"
+known_hosts_name = known_hosts_text.name_for
 
 
 def has_host_key(known_hosts: str, address: str, port: int) -> bool:
     """True if the known_hosts text holds a key for this host (hashed names included)."""
-    return _host_keys(known_hosts).lookup(known_hosts_name(address, port)) is not None
+    return bool(known_hosts_text.keys_of(known_hosts, known_hosts_name(address, port)))
 
 
 def host_key_line(known_hosts: str, address: str, port: int) -> str | None:
     """`keytype base64` of this host's key in known_hosts (hashed names included), for a
     client that pins exactly one key; ed25519 where the host has several."""
-    found = _host_keys(known_hosts).lookup(known_hosts_name(address, port))
+    found = known_hosts_text.keys_of(known_hosts, known_hosts_name(address, port))
     if not found:
         return None
-    keytype = "ssh-ed25519" if "ssh-ed25519" in found else sorted(found.keys())[0]
-    return f"{keytype} {found[keytype].get_base64()}"
+    keytype = "ssh-ed25519" if "ssh-ed25519" in found else sorted(found)[0]
+    return f"{keytype} {found[keytype]}"
 
 
 def _host_keys(known_hosts: str) -> paramiko.HostKeys:
+    """The keys a connection trusts, parsed by paramiko: the parser that decides."""
+    import paramiko
+
     keys = paramiko.HostKeys()
     for line in known_hosts.splitlines():
         line = line.strip()
@@ -205,6 +212,8 @@ class SshSession:
         self.connections_opened = 0
 
     def _connect(self) -> paramiko.SSHClient:
+        import paramiko
+
         endpoint = self.endpoint
         known = _host_keys(self._credentials.known_hosts)
         lookup = known_hosts_name(endpoint.address, endpoint.port)
@@ -316,6 +325,8 @@ class SshSession:
         return result
 
     def _open_channel(self) -> paramiko.Channel:
+        import paramiko
+
         transport = self._get_client().get_transport()
         if transport is None:
             raise paramiko.SSHException("no transport")
@@ -325,6 +336,8 @@ class SshSession:
         """A new channel on the shared connection. A connection that died since the last
         call (closed, or reset: paramiko then raises the socket's OSError) is reopened
         once; what fails after that names the host."""
+        import paramiko
+
         try:
             return self._open_channel()
         except (paramiko.SSHException, OSError, EOFError):

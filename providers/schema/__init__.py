@@ -11,3 +11,9 @@ providers (`check`): every bound and default is spelled once, next to its model.
 `python -m providers.schema` writes the stack's JSON schema (schema/glidepath-stack.schema.json)
 for editors. Importing any of it has no side effects: no host, engine or file is touched.
 """
+
+# The attribute docstrings are the JSON schema's descriptions, and only the schema needs
+# them: reading them parses every model's source again, 40 ms in each program and each
+# provider process of every `pulumi up` (bench/fixed_cost.py). `python -m providers.schema`
+# sets this before it imports a model (`fields.Model` reads it once, at import).
+DOCSTRINGS = "GLIDEPATH_SCHEMA_DOCSTRINGS"

@@ -8,6 +8,7 @@ as given, exactly as `check` did (numbers arrive from the engine as floats, 3.0 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -19,6 +20,7 @@ from pydantic.json_schema import GetJsonSchemaHandler, JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
 from providers import validate
+from providers.schema import DOCSTRINGS
 from providers.validate import Invalid
 
 
@@ -27,7 +29,9 @@ class Model(BaseModel):
     back to its default), and a null mapping or list is an empty one (`boot:` with nothing
     under it in YAML)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, use_attribute_docstrings=os.environ.get(DOCSTRINGS) == "1"
+    )
 
     @model_validator(mode="before")
     @classmethod
