@@ -71,6 +71,8 @@ class Move:
     gap_ms: float
     qemu_downtime_ms: int
     lost_writes: int
+    # The client's TCP stream to the VM, open across the move: 1 if it broke.
+    tcp_resets: int
 
     def summary(self) -> str:
         return (
@@ -95,7 +97,7 @@ def move(original: str, source: str, target: str) -> Move:
     say(f"moving {VM}: change `host: {source}` to `host: {target}` in {STACK_FILE.name}")
     STACK_FILE.write_text(set_host(original, target))
     pulumi("preview", "--diff")
-    running = start_probe(VM_IP, 300)
+    running = start_probe(VM_IP, 300, tcp=True)
     try:
         output = pulumi("up", "--yes", "--skip-preview")
     finally:
@@ -109,6 +111,7 @@ def move(original: str, source: str, target: str) -> Move:
         timeline.longest_gap_ms,
         int(downtime.group(1)) if downtime else -1,
         lost(guest.read_sequence(target, DISK)),
+        int(timeline.tcp_broken),
     )
 
 
@@ -167,7 +170,8 @@ def main() -> int:
                 left = lab.down()
                 if left:
                     say(f"lab down left: {left}")
-    print(f"demo: {VM} {moves[0].summary()}; {moves[1].summary()}", flush=True)
+    resets = sum(m.tcp_resets for m in moves)
+    print(f"demo: {VM} {moves[0].summary()}; {moves[1].summary()}; tcp_resets={resets}", flush=True)
     return 0
 
 

@@ -94,8 +94,13 @@ ip link set eth0 up
 ip addr add "$IP/32" dev eth0
 ip route add "$PREFIX" dev eth0
 ip route add default via "$IP" dev eth0
-mkdir -p /www
+mkdir -p /www/cgi-bin
 echo "glidepath guest $NAME $IP" > /www/index.html
+# A long-lived TCP stream for the probe (lab/probe.py --tcp): the numbers 1, 2, 3, ...
+# one per line, written as fast as the client reads them.
+printf '#!/bin/sh\necho "Content-Type: text/plain"\necho\nexec seq 1 999999999\n' \
+  > /www/cgi-bin/stream
+chmod 755 /www/cgi-bin/stream
 httpd -p 80 -h /www
 writer() {
   seq=0

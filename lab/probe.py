@@ -1,4 +1,5 @@
-"""A probe from the `client` namespace: ICMP echo (and optionally HTTP GET) every 10 ms.
+"""A probe from the `client` namespace: ICMP echo (and optionally HTTP GET) every 10 ms,
+and optionally one long-lived TCP stream (`--tcp`) whose every byte is checked.
 
 The probe runs as a worker process (`python -m lab.probe`) inside client's
 network namespace; it is bounded in count and time, only targets lab
@@ -43,6 +44,15 @@ class ProbeResult:
     replies: list[tuple[int, float]]  # (icmp seq, receive time)
     http: list[tuple[float, float, bool]] = field(default_factory=list)  # (start, end, ok)
     started_at: float = 0.0  # wall clock (time.time()) at t=0
+    # The TCP stream (--tcp): {"error": None or what broke it, "numbers": how many were
+    # read in order, "longest_stall_ms": the longest wait for data}; empty without --tcp.
+    tcp: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def tcp_broken(self) -> bool:
+        """The stream was reset, closed, stalled or out of order: a connection a user
+        would have lost."""
+        return bool(self.tcp) and self.tcp.get("error") is not None
 
     @property
     def received(self) -> int:
@@ -98,6 +108,12 @@ class ProbeResult:
         if self.http:
             good = sum(1 for *_, ok in self.http if ok)
             s += f"; http {good}/{len(self.http)} ok, longest gap {self.http_longest_gap_ms:.0f} ms"
+        if self.tcp:
+            s += (
+                f"; tcp stream {self.tcp['numbers']} numbers in order, longest stall "
+                f"{self.tcp['longest_stall_ms']} ms"
+                + (f", BROKEN: {self.tcp['error']}" if self.tcp_broken else "")
+            )
         return s
 
 
@@ -138,6 +154,7 @@ class RunningProbe:
             replies=[(int(s), float(r)) for s, r in d["replies"]],
             http=[(float(a), float(b), bool(ok)) for a, b, ok in d["http"]],
             started_at=d["started_at"],
+            tcp=d.get("tcp") or {},
         )
 
 
@@ -147,6 +164,7 @@ def start_probe(
     *,
     interval: float = 0.01,
     http: bool = False,
+    tcp: bool = False,
     timeout: float = 1.0,
 ) -> RunningProbe:
     """Start probing `target` from `client` every `interval` s for at most `seconds` s.
@@ -176,6 +194,8 @@ def start_probe(
     ]
     if http:
         argv.append("--http")
+    if tcp:
+        argv.append("--tcp")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     proc = subprocess.Popen(
         argv,
@@ -199,10 +219,10 @@ def start_probe(
 
 
 def probe(
-    target: str, seconds: float, *, interval: float = 0.01, http: bool = False
+    target: str, seconds: float, *, interval: float = 0.01, http: bool = False, tcp: bool = False
 ) -> ProbeResult:
     """Probe `target` for `seconds` s and return the timeline (blocking)."""
-    return start_probe(target, seconds, interval=interval, http=http).wait(seconds + 15)
+    return start_probe(target, seconds, interval=interval, http=http, tcp=tcp).wait(seconds + 15)
 
 
 # --- the worker (runs inside client's network namespace) -------------------------
@@ -223,8 +243,81 @@ def _echo(ident: int, seq: int) -> bytes:
     return struct.pack("!BBHHH", 8, 0, _checksum(hdr + payload), ident, seq & 0xFFFF) + payload
 
 
+class StreamCheck:
+    """Checks the guest's stream (lab/guest.py, cgi-bin/stream) as it arrives: an HTTP
+    header, then the numbers 1, 2, 3, ... one per line. A lost, repeated or reordered
+    byte shows as a line that is not the next number."""
+
+    def __init__(self) -> None:
+        self.numbers = 0
+        self.error: str | None = None
+        self._buffer = b""
+        self._in_body = False
+
+    def feed(self, data: bytes) -> None:
+        if self.error:
+            return
+        self._buffer += data
+        if not self._in_body:
+            head, found, rest = self._buffer.partition(b"\r\n\r\n")
+            if not found:
+                return
+            if not head.startswith(b"HTTP/1.0 200") and not head.startswith(b"HTTP/1.1 200"):
+                self.error = f"answered {head.splitlines()[0][:60]!r}"
+                return
+            self._in_body, self._buffer = True, rest
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for line in lines:
+            if line != str(self.numbers + 1).encode():
+                self.error = f"after {self.numbers} came {line[:20]!r}, not {self.numbers + 1}"
+                return
+            self.numbers += 1
+
+
+TCP_READ = 1024  # bytes per read, one read per probe interval: 100 KB/s at 10 ms
+TCP_STALL_S = 5.0  # no data for this long: the stream counts as broken
+
+
+def _tcp_stream(target: str, stop: threading.Event, interval: float) -> dict[str, object]:
+    """One connection for the whole probe: read the stream at a steady pace until `stop`."""
+    check = StreamCheck()
+    longest_stall = 0.0
+    try:
+        sock = socket.create_connection((target, 80), timeout=TCP_STALL_S)
+    except OSError as err:
+        return {"error": f"connect: {err}", "numbers": 0, "longest_stall_ms": 0}
+    with sock:
+        sock.sendall(b"GET /cgi-bin/stream HTTP/1.0\r\nHost: guest\r\n\r\n")
+        while not stop.is_set() and check.error is None:
+            asked = time.monotonic()
+            try:
+                data = sock.recv(TCP_READ)
+            except TimeoutError:
+                check.error = f"no data for {TCP_STALL_S:.0f} s"
+                break
+            except OSError as err:  # ECONNRESET above all
+                check.error = f"{type(err).__name__}: {err}"
+                break
+            longest_stall = max(longest_stall, time.monotonic() - asked)
+            if not data:
+                check.error = "closed by the guest"
+                break
+            check.feed(data)
+            stop.wait(interval)
+    return {
+        "error": check.error,
+        "numbers": check.numbers,
+        "longest_stall_ms": round(longest_stall * 1000),
+    }
+
+
 def _worker(
-    target: str, seconds: float, interval: float, use_http: bool, timeout: float
+    target: str,
+    seconds: float,
+    interval: float,
+    use_http: bool,
+    timeout: float,
+    use_tcp: bool = False,
 ) -> dict[str, object]:
     _check_target(target)
     seconds = min(seconds, MAX_SECONDS)
@@ -256,9 +349,19 @@ def _worker(
             time.sleep(max(0.0, interval - (b - a)))
 
     th = threading.Thread(target=http_loop, daemon=True) if use_http else None
+    tcp_result: dict[str, object] = {}
+    tcp_thread = (
+        threading.Thread(
+            target=lambda: tcp_result.update(_tcp_stream(target, stop, interval)), daemon=True
+        )
+        if use_tcp
+        else None
+    )
     print("probing", file=sys.stderr, flush=True)
     if th:
         th.start()
+    if tcp_thread:
+        tcp_thread.start()
     sent = 0
     next_send = 0.0
     end = seconds
@@ -287,6 +390,8 @@ def _worker(
     stop.set()
     if th:
         th.join(timeout + 1)
+    if tcp_thread:
+        tcp_thread.join(TCP_STALL_S + 1)
     return {
         "target": target,
         "interval_s": interval,
@@ -295,6 +400,7 @@ def _worker(
         "replies": replies,
         "http": list(http_log),
         "started_at": started_at,
+        "tcp": tcp_result,
     }
 
 
@@ -305,8 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--interval", type=float, default=0.01)
     p.add_argument("--timeout", type=float, default=1.0)
     p.add_argument("--http", action="store_true")
+    p.add_argument("--tcp", action="store_true", help="one TCP stream, every byte checked")
     a = p.parse_args(argv)
-    res = _worker(a.target, a.seconds, a.interval, a.http, a.timeout)
+    res = _worker(a.target, a.seconds, a.interval, a.http, a.timeout, a.tcp)
     # Done probing: a late SIGTERM (the caller stopping a probe that already ended) must
     # not interrupt writing the result into a full pipe (it cut a 1 MB result at 64 KiB).
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
