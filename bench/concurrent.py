@@ -1,16 +1,20 @@
-"""Moving several VMs in one `pulumi up` against moving them one by one (issue 6).
+"""Moving a whole server: several VMs in one `pulumi up` against moving them one by one
+(issues 6 and 17).
 
-    .venv/bin/python bench/concurrent.py [--counts 4,8]
+    .venv/bin/python bench/concurrent.py [--counts 4,8] [--runs N]
 
 For each count N (4, then 8: the blog's whole /29) a generated lab stack runs N VMs on
-`old` (vif0..vifN-1, 203.0.113.0..N-1). Two ways to move them all to `new`:
-- together: every `host:` changed at once, one `pulumi up`;
-- one by one: one `host:` changed per `pulumi up` (the cutover comes with the last).
-Between them the VMs go back to `old` together (not measured). The client pings every VM
-every 10 ms throughout. Per VM: its longest reply gap; per way: the total time of the
-`pulumi up`(s) and when the cutover's switch happened (seconds after the first `up`
-started). Results: a table, bench/results/concurrent-<time>.json and .png (each VM's
-reply timeline for both ways, the switch marked), and a last line of key=value pairs.
+`old` (vif0..vifN-1, 203.0.113.0..N-1). Two ways to move them all:
+- together: every `host:` changed at once, one `pulumi up` (glidepath:moves.at_once
+  decides how many migrate at a time), old -> new and back, --runs times;
+- one by one: one `host:` changed per `pulumi up` (the cutover comes with the last), old
+  -> new and back, once, for comparison in the same run.
+The client pings every VM every 10 ms and holds a TCP stream to each (every byte checked)
+throughout. Per VM: its longest reply gap and whether its stream broke; per move: the
+total time of the `pulumi up`(s), when the cutover's switch happened, and whether an `up`
+failed (then the next `up` is run to converge, and the failure counted). Results: a table,
+bench/results/concurrent-<time>.json and .png (each VM's reply timeline, the switch
+marked), and a last line of key=value pairs.
 """
 
 from __future__ import annotations
@@ -42,11 +46,15 @@ SWITCH = re.compile(r"\bnet0: switching ")
 class Way:
     count: int
     way: str  # "together" or "one by one"
+    target: str
+    run: int
     total_s: float
     ups: int
     switch_at_s: float | None  # after the first `up` started
     gaps_ms: dict[str, float]
     lost_writes: dict[str, int]
+    tcp_broken: dict[str, str]  # VM -> what broke its stream
+    failed: str | None = None  # the failed `up`'s error, if one failed
     timelines: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
 
 
@@ -84,19 +92,26 @@ def up(stack: GeneratedStack) -> tuple[float, float | None]:
     return seconds, switched
 
 
-def move(stack: GeneratedStack, count: int, way: str) -> Way:
+def move(stack: GeneratedStack, count: int, way: str, target: str, run: int) -> Way:
     names = list(stack.vms())
     ips = {name: stack.vms()[name]["ip"] for name in names}
-    probes = {name: start_probe(ips[name], PROBE_S) for name in names}
+    probes = {name: start_probe(ips[name], PROBE_S, tcp=True) for name in names}
     started = time.time()
-    total, ups, switched_at = 0.0, 0, None
+    total, ups, switched_at, failed = 0.0, 0, None, None
     try:
         batches = [names] if way == "together" else [[name] for name in names]
         for batch in batches:
             for name in batch:
-                stack.raw["config"]["glidepath:vms"][name]["host"] = "new"
+                stack.raw["config"]["glidepath:vms"][name]["host"] = target
             stack.save()
-            seconds, switched = up(stack)
+            try:
+                seconds, switched = up(stack)
+            except SystemExit as err:
+                # Counted, then converged: the next `up` finishes what this one left.
+                failed = str(err).splitlines()[0]
+                say(f"bench: FAILED: {err}")
+                seconds, switched = up(stack)
+                ups += 1
             total, ups = total + seconds, ups + 1
             switched_at = switched_at or switched
     finally:
@@ -105,6 +120,8 @@ def move(stack: GeneratedStack, count: int, way: str) -> Way:
     result = Way(
         count,
         way,
+        target,
+        run,
         total,
         ups,
         None if switched_at is None else switched_at - started,
@@ -113,11 +130,13 @@ def move(stack: GeneratedStack, count: int, way: str) -> Way:
             name: sum(
                 b - a + 1
                 for a, b in guest.sequence_gaps(
-                    guest.read_sequence("new", stack.vms()[name]["disks"][0]["path"])
+                    guest.read_sequence(target, stack.vms()[name]["disks"][0]["path"])
                 )
             )
             for name in names
         },
+        {name: str(t.tcp.get("error")) for name, t in timelines.items() if t.tcp_broken},
+        failed,
         # On one clock: seconds after the first `up` started, like switch_at_s.
         {
             name: [(seq, at + t.started_at - started) for seq, at in t.replies]
@@ -125,19 +144,13 @@ def move(stack: GeneratedStack, count: int, way: str) -> Way:
         },
     )
     say(
-        f"bench: {count} VMs {way}: {total:.1f} s in {ups} up(s), switch at "
+        f"bench: {count} VMs {way} -> {target} (run {run}): {total:.1f} s in {ups} up(s)"
+        f"{', FAILED once' if failed else ''}, tcp streams broken {len(result.tcp_broken)}, "
+        f"switch at "
         f"{result.switch_at_s if result.switch_at_s is None else round(result.switch_at_s, 1)}"
         f" s, gaps (ms) {', '.join(f'{n} {g:.0f}' for n, g in result.gaps_ms.items())}"
     )
     return result
-
-
-def back_to_old(stack: GeneratedStack) -> None:
-    for vm in stack.raw["config"]["glidepath:vms"].values():
-        vm["host"] = "old"
-    stack.save()
-    up(stack)
-    wait_answers([vm["ip"] for vm in stack.vms().values()])
 
 
 def plot(ways: list[Way], path: Path) -> None:
@@ -154,7 +167,10 @@ def plot(ways: list[Way], path: Path) -> None:
             ax.axvline(way.switch_at_s, color="tab:red", linestyle="--", label="switch")
             ax.legend(loc="upper right", fontsize=7)
         ax.set_yticks(range(len(way.timelines)), sorted(way.timelines), fontsize=7)
-        ax.set_title(f"{way.count} VMs {way.way}: {way.total_s:.1f} s", fontsize=9)
+        ax.set_title(
+            f"{way.count} VMs {way.way} -> {way.target} (run {way.run}): {way.total_s:.1f} s",
+            fontsize=9,
+        )
         ax.set_xlabel("seconds after the first up started (replies; blank is a gap)", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -164,6 +180,9 @@ def plot(ways: list[Way], path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--counts", default="4,8", help="how many VMs to move (at most 8)")
+    parser.add_argument(
+        "--runs", type=int, default=1, help="whole-server moves together, each way, per count"
+    )
     args = parser.parse_args()
     counts = [int(n) for n in args.counts.split(",")]
     if max(counts) > 8:
@@ -177,31 +196,55 @@ def main() -> int:
             say(f"bench: {count} VMs on old")
             up(stack)
             wait_answers([vm["ip"] for vm in vms.values()])
-            ways.append(move(stack, count, "together"))
-            back_to_old(stack)
-            ways.append(move(stack, count, "one by one"))
+            for run in range(1, max(1, args.runs) + 1):
+                for target in ("new", "old"):
+                    ways.append(move(stack, count, "together", target, run))
+            for target in ("new", "old"):
+                ways.append(move(stack, count, "one by one", target, 1))
     return report(ways)
 
 
 def report(ways: list[Way]) -> int:
     rows = [
-        [w.count, w.way, w.ups, w.total_s, w.switch_at_s,
-         round(median(list(w.gaps_ms.values()))), round(max(w.gaps_ms.values())),
-         sum(w.lost_writes.values())]
+        [w.count, w.way, w.target, w.run, w.ups, "yes" if w.failed else "", w.total_s,
+         w.switch_at_s, round(median(list(w.gaps_ms.values()))), round(max(w.gaps_ms.values())),
+         sum(w.lost_writes.values()), len(w.tcp_broken)]
         for w in ways
     ]  # fmt: skip
-    headers = ["VMs", "way", "ups", "total_s", "switch_at_s", "gap_ms_p50", "gap_ms_max"]
-    say(table([*headers, "lost_writes"], rows))
+    headers = ["VMs", "way", "to", "run", "ups", "failed", "total_s", "switch_at_s"]
+    say(table([*headers, "gap_ms_p50", "gap_ms_max", "lost_writes", "tcp_resets"], rows))
+    summary = []
+    pairs: dict[str, float | int | str] = {}
+    for count in sorted({w.count for w in ways}):
+        for way in ("together", "one by one"):
+            of = [w for w in ways if w.count == count and w.way == way]
+            if not of:
+                continue
+            gaps = [g for w in of for g in w.gaps_ms.values()]
+            row = {
+                "moves": len(of),
+                "failed": sum(1 for w in of if w.failed),
+                "gap_ms_p50": round(median(gaps)),
+                "gap_ms_max": round(max(gaps)),
+                "tcp_resets": sum(len(w.tcp_broken) for w in of),
+                "lost_writes": sum(sum(w.lost_writes.values()) for w in of),
+                "total_s_p50": round(median([w.total_s for w in of]), 1),
+            }
+            summary.append([count, way, *row.values()])
+            key = f"{count}_{'together' if way == 'together' else 'one_by_one'}"
+            pairs.update({f"{name}_{key}": value for name, value in row.items()})
+    say(
+        table(
+            ["VMs", "way", "moves", "failed", "gap_ms_p50", "gap_ms_max", "tcp_resets",
+             "lost_writes", "total_s_p50"],
+            summary,
+        )
+    )  # fmt: skip
     json_path = results_path("concurrent", "json")
     save_json(json_path, [asdict(w) for w in ways])
     png_path = json_path.with_suffix(".png")
     plot(ways, png_path)
-    say(f"bench: one run of each; {json_path}, {png_path}")
-    pairs: dict[str, float | int | str] = {}
-    for w in ways:
-        key = f"{w.count}_{'together' if w.way == 'together' else 'one_by_one'}"
-        pairs[f"total_s_{key}"] = round(w.total_s, 1)
-        pairs[f"gap_ms_max_{key}"] = round(max(w.gaps_ms.values()))
+    say(f"bench: {len(ways)} whole-server moves; {json_path}, {png_path}")
     say(key_values(pairs))
     return 0
 
