@@ -16,6 +16,7 @@ import http.client
 import itertools
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -259,9 +260,11 @@ class StreamCheck:
             return
         self._buffer += data
         if not self._in_body:
-            head, found, rest = self._buffer.partition(b"\r\n\r\n")
-            if not found:
+            # busybox httpd passes a CGI's own header lines on with bare newlines.
+            end = re.search(rb"\r?\n\r?\n", self._buffer)
+            if end is None:
                 return
+            head, rest = self._buffer[: end.start()], self._buffer[end.end() :]
             if not head.startswith(b"HTTP/1.0 200") and not head.startswith(b"HTTP/1.1 200"):
                 self.error = f"answered {head.splitlines()[0][:60]!r}"
                 return
@@ -304,6 +307,8 @@ def _tcp_stream(target: str, stop: threading.Event, interval: float) -> dict[str
                 break
             check.feed(data)
             stop.wait(interval)
+    if check.error is None and check.numbers == 0:
+        check.error = "no number read"  # a stream that never started proves nothing
     return {
         "error": check.error,
         "numbers": check.numbers,

@@ -26,6 +26,11 @@ def test_numbers_in_order_pass_however_the_reads_split_them() -> None:
     assert (check.error, check.numbers) == (None, 2000)
 
 
+def test_busybox_httpd_s_bare_newlines_end_the_header_too() -> None:
+    check = fed(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\n\n1\n2\n")
+    assert (check.error, check.numbers) == (None, 2)
+
+
 def test_a_lost_byte_breaks_the_stream() -> None:
     check = fed(HEAD, b"1\n2\n3\n4\n5\n6\n7\n8\n9\n1\n11\n")  # "10" lost its 0
     assert check.error == "after 9 came b'1', not 10"
