@@ -34,6 +34,7 @@ SECRETS = {
     "GLIDEPATH_SSH_PRIVATE_KEY": SSH_KEY,
     "GLIDEPATH_ROBOT_USER": "#ws+Xy12Ab34",
     "GLIDEPATH_ROBOT_PASSWORD": "s3cr3t-r0b0t-pw",
+    "AWS_SECRET_ACCESS_KEY": "bucket-s3cr3t-k3y-0123",
 }
 PREVIEW_STDOUT = """\
 Previewing update (ci):
@@ -78,6 +79,7 @@ if "preview" in args:
 if "up" in args:
     print("blog: moved old -> new in 41.2 s, downtime 63 ms (QEMU), 22528 MiB copied")
     print("leak: " + os.environ.get("GLIDEPATH_ROBOT_PASSWORD", ""))
+    print("leak: " + os.environ.get("AWS_SECRET_ACCESS_KEY", ""))
 """
 
 FAKE_GH = """\
