@@ -19,6 +19,7 @@ status=0
 save_plan=()
 if [[ -n "${GLIDEPATH_PLAN_FILE:-}" ]]; then
   rm -f "$GLIDEPATH_PLAN_FILE" # never leave an older plan where this one was expected
+  mkdir -p "$(dirname "$GLIDEPATH_PLAN_FILE")"
   save_plan=(--save-plan "$GLIDEPATH_PLAN_FILE")
 fi
 # With --diff the CLI writes the providers' lines (the move, pre-flight) to stderr: keep

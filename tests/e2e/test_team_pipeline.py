@@ -60,7 +60,7 @@ class Pipeline:
     def __init__(self, tmp_path: Path, bucket: S3Bucket) -> None:
         self.workflow = yaml.safe_load(WORKFLOW.read_text())
         self.github = tmp_path / "github"  # the fake gh's records
-        self.runner_temp = tmp_path / "runner"
+        self.runners = tmp_path  # each job's runner.temp is its own: runner-<run id>
         self.env = engine_env()
         self.env.pop("PULUMI_CONFIG_PASSPHRASE_FILE", None)
         self.env.pop("PULUMI_CONFIG_PASSPHRASE", None)
@@ -76,10 +76,15 @@ class Pipeline:
             "AWS_SECRET_ACCESS_KEY": bucket.server.secret_key,
         }
 
+    def runner_temp(self, event: dict[str, str]) -> Path:
+        folder = self.runners / f"runner-{event['run_id']}"
+        folder.mkdir(exist_ok=True)
+        return folder
+
     def _context(self, event: dict[str, str]) -> dict[str, str]:
         context = {
             "matrix.stack": STACK,
-            "runner.temp": str(self.runner_temp),
+            "runner.temp": str(self.runner_temp(event)),
             "github.server_url": "https://github.com",
             "github.repository": REPO,
             "github.run_id": event["run_id"],
@@ -107,7 +112,7 @@ class Pipeline:
         context = self._context(event)
         spec = self.workflow["jobs"][job]
         base = {k: self._expand(str(v), context) for k, v in self.workflow["env"].items()}
-        summary = self.runner_temp / f"summary-{event['run_id']}.md"
+        summary = self.runner_temp(event) / "step-summary.md"
         github_env = {
             "GITHUB_REF": event["ref"],
             "GITHUB_EVENT_NAME": event["event"],
@@ -139,7 +144,6 @@ class Pipeline:
         self, job: str, event: dict[str, str]
     ) -> dict[str, subprocess.CompletedProcess[str]]:
         """Every step in order; stops at the first that fails, as the runner does."""
-        self.runner_temp.mkdir(exist_ok=True)
         done: dict[str, subprocess.CompletedProcess[str]] = {}
         for label, (kind, what) in self.steps(job, event):
             if kind == "upload":
@@ -242,6 +246,11 @@ def test_a_team_moves_a_vm_through_reviewed_plans(
     # An empty bucket: the team creates the stack in it once (gitops.md, step 3).
     assert s3_bucket.server.keys(s3_bucket.name) == []
     shutil.copyfile(PROJECT_ROOT / "stacks" / "Pulumi.lab.yaml", STACK_FILE)
+    # A copy bounded to 16 MiB/s takes seconds, long enough for the second `up` below to
+    # meet the first one mid-move.
+    raw = yaml.safe_load(STACK_FILE.read_text())
+    raw["config"]["glidepath:vms"]["blog"]["migration"]["bandwidth_mib_s"] = 16
+    STACK_FILE.write_text(yaml.safe_dump(raw, sort_keys=False))
     created = _cli(team_stack, "stack", "init", "--secrets-provider", "passphrase")
     assert created.returncode == 0, created.stderr
     assert f".pulumi/stacks/glidepath/{STACK}.json" in s3_bucket.server.keys(s3_bucket.name)
