@@ -152,9 +152,17 @@ def test_up_with_a_saved_plan_runs_it_and_refuses_a_change_made_since(
     assert _pulumi(sleeper, env, "config", "set", "seconds", "0").returncode == 0
     assert _pulumi(sleeper, env, "up", "--yes").returncode == 0
     assert _pulumi(sleeper, env, "config", "set", "seconds", "1").returncode == 0
+    secret = ("config", "set", "--secret", "token")
+    assert _pulumi(sleeper, env, *secret, stdin="same-value-1234").returncode == 0
     plan = tmp_path / "sleeper-plan.json"
     saved = _pulumi(sleeper, env, "preview", "--save-plan", str(plan))
     assert saved.returncode == 0, saved.stderr
+    assert "same-value-1234" not in plan.read_text()
+    # As each CI job sets the SSH key again: new ciphertext, same value, same plan.
+    stack_file = sleeper / "stacks" / "Pulumi.plan-ok.yaml"
+    before = stack_file.read_text()
+    assert _pulumi(sleeper, env, *secret, stdin="same-value-1234").returncode == 0
+    assert stack_file.read_text() != before
     applied = _pulumi(sleeper, env, "up", "--yes", "--plan", str(plan))
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert "violates plan" not in applied.stdout + applied.stderr
