@@ -230,6 +230,7 @@ s3_server_ok() {
 }
 build_s3_server() {
   note "built from Go modules"
+  mkdir -p "$tools/build/versitygw"
   GOFLAGS= GOBIN="$tools/build/versitygw" go install -trimpath \
     -ldflags "-s -w -X main.Version=$VERSITYGW_VERSION" \
     "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
