@@ -122,5 +122,7 @@ def load_access() -> tuple[Any, Any]:
     reads the program makes itself (components/routed.py); never printed or exported."""
     import pulumi
 
+    from providers.cutover.hetzner_robot import robot_credentials
+
     config = pulumi.Config("glidepath")
-    return config.get_object("ssh"), config.get_object("robot")
+    return config.get_object("ssh"), robot_credentials(config.get_object("robot"))

@@ -108,6 +108,9 @@ class UpstreamProvider(HostProvider):
             import json
 
             robot = json.loads(robot)
+        from providers.cutover.hetzner_robot import robot_credentials
+
+        robot = robot_credentials(robot)
         self._robot_credentials = robot if isinstance(robot, dict) else None
 
     def _host_by_address(self, props: dict[str, Any], address: str | None) -> str | None:

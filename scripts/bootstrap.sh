@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # One idempotent set-up for both README commands: Debian packages, the venv, and in
 # .tools/bin the Pulumi CLI (built from Go modules), the Python language host and the
-# command provider (built from the upstream sources in ../shared/vendor) and the two
-# helper scripts the engine runs beside them. One line per step with its duration; a
-# step's own output is shown only when it fails. A second run only checks (about 1 s).
+# command provider (built from the upstream sources in ../shared/vendor), the two helper
+# scripts the engine runs beside them, and versitygw (the tests' S3 server). One line per
+# step with its duration; a step's own output is shown only when it fails. A second run
+# only checks (about 1 s).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -219,5 +220,24 @@ install_helpers() {
 }
 step "helper scripts" helpers_ok install_helpers
 
+# --- The S3-compatible server the team-backend tests keep their state on --------------
+# versitygw (Apache-2.0, Versity's production S3 gateway) with its posix backend: a real
+# S3 server on loopback, started and stopped by the tests (tests/support/s3_server.py).
+# docs/gitops.md says why this one and not SeaweedFS or s3proxy.
+s3_server_ok() {
+  [ -x "$bin/versitygw" ] &&
+    [ "$("$bin/versitygw" --version 2>/dev/null | sed -n 's/^Version *: *//p')" = "$VERSITYGW_VERSION" ]
+}
+build_s3_server() {
+  note "built from Go modules"
+  mkdir -p "$tools/build/versitygw"
+  GOFLAGS= GOBIN="$tools/build/versitygw" go install -trimpath \
+    -ldflags "-s -w -X main.Version=$VERSITYGW_VERSION" \
+    "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
+  mv -f "$tools/build/versitygw/versitygw" "$bin/versitygw"
+}
+step "S3 server versitygw $VERSITYGW_VERSION" s3_server_ok build_s3_server
+
 log "ready in $(seconds_since "$total_start") s: pulumi and pulumi-language-python" \
-  "$PULUMI_CLI_VERSION in .tools/bin, the command provider $PULUMI_COMMAND_VERSION in the plugin cache"
+  "$PULUMI_CLI_VERSION and versitygw $VERSITYGW_VERSION in .tools/bin, the command provider" \
+  "$PULUMI_COMMAND_VERSION in the plugin cache"

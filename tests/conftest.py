@@ -9,7 +9,7 @@ import pytest
 
 from engine import engine_env
 
-pytest_plugins = ["lab.fixtures"]
+pytest_plugins = ["lab.fixtures", "tests.support.s3_server"]
 
 os.environ.update(engine_env())
 

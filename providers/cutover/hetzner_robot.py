@@ -39,6 +39,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+import os
 import ssl
 import time
 import urllib.error
@@ -80,6 +81,24 @@ def _settings(cutover: Mapping[str, Any]) -> HetznerRobotCutover:
         return HetznerRobotCutover.model_validate({**cutover, "kind": "hetzner-robot"})
     except ValidationError as error:
         raise CutoverError(_said("cutover", HetznerRobotCutover, error)) from None
+
+
+#: Where a pipeline hands the Robot credentials to the approved deploy (docs/gitops.md).
+ROBOT_ENVIRONMENT = ("GLIDEPATH_ROBOT_USER", "GLIDEPATH_ROBOT_PASSWORD")
+
+
+def robot_credentials(configured: Any, environ: Mapping[str, str] | None = None) -> Any:
+    """The Robot credentials to use: GLIDEPATH_ROBOT_USER and GLIDEPATH_ROBOT_PASSWORD
+    from the environment when both are set, else `glidepath:robot` as configured.
+
+    The environment wins so that a pipeline never has to write them into the stack: the
+    stack's config is part of an update plan (the dynamic providers take all of it as
+    their inputs), and a pull request's preview, which saves the plan, never has them."""
+    env = os.environ if environ is None else environ
+    user, password = (env.get(name, "") for name in ROBOT_ENVIRONMENT)
+    if user and password:
+        return {"user": user, "password": password}
+    return configured
 
 
 def _credentials(credentials: Any) -> Robot:

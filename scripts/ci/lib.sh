@@ -7,10 +7,16 @@
 #   PULUMI_ACCESS_TOKEN        Pulumi Cloud
 #   PULUMI_CONFIG_PASSPHRASE   (or _FILE) for a stack whose secrets use a passphrase
 #   GLIDEPATH_INIT_STACK=yes   create the stack in the backend if it does not exist
-#   GLIDEPATH_SSH_PRIVATE_KEY, GLIDEPATH_ROBOT_USER, GLIDEPATH_ROBOT_PASSWORD
-#                              optional: set into the stack as secrets before the run,
+#   GLIDEPATH_SSH_PRIVATE_KEY  optional: set into the stack as a secret before the run,
 #                              over what the stack file holds (read from stdin by pulumi,
-#                              never on a command line)
+#                              never on a command line); the same value in the preview and
+#                              the up, so the plan still matches
+#   GLIDEPATH_ROBOT_USER, GLIDEPATH_ROBOT_PASSWORD
+#                              optional, the approved up only: the providers read them from
+#                              their environment. Never set into the stack: the stack's
+#                              config is part of the update plan, and a pull request's
+#                              preview never has them
+#   GLIDEPATH_PLAN_FILE        the update plan: preview.sh saves it, up.sh requires it
 # Nothing here prints a secret; pulumi runs with --non-interactive and stdin closed, so a
 # missing setting fails at once instead of waiting for a prompt nobody answers.
 
@@ -77,12 +83,10 @@ inject_secrets() {
   if [[ -n "${GLIDEPATH_SSH_PRIVATE_KEY:-}" ]]; then
     set_secret glidepath:ssh.private_key "$GLIDEPATH_SSH_PRIVATE_KEY"
   fi
-  if [[ -n "${GLIDEPATH_ROBOT_USER:-}" ]]; then
-    set_secret glidepath:robot.user "$GLIDEPATH_ROBOT_USER"
-  fi
-  if [[ -n "${GLIDEPATH_ROBOT_PASSWORD:-}" ]]; then
-    set_secret glidepath:robot.password "$GLIDEPATH_ROBOT_PASSWORD"
-  fi
+}
+
+plan_digest() {
+  sha256sum "$1" | cut -d' ' -f1
 }
 
 scrub() {

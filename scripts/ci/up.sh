@@ -15,12 +15,18 @@ branch=${GLIDEPATH_DEPLOY_BRANCH:-main}
 [[ "${GLIDEPATH_DEPLOY_ENVIRONMENT:-}" == production ]] ||
   die "refusing pulumi up: only in the approved job (environment: production sets GLIDEPATH_DEPLOY_ENVIRONMENT)"
 
+plan=${GLIDEPATH_PLAN_FILE:-}
+[[ -n "$plan" && -s "$plan" ]] ||
+  die "refusing pulumi up: no approved plan (GLIDEPATH_PLAN_FILE=${plan:-unset}): it runs only what a reviewed preview saved"
+
 check_settings
 select_stack
 inject_secrets
 
+echo "glidepath-ci: running the approved plan $(plan_digest "$plan") (sha256)"
 status=0
 # The engine relays each provider's progress lines as they happen (the migration's
 # progress, the cutover's first packet); the log is the record of the move.
-run_pulumi up --yes --color never --suppress-progress 2>&1 | scrub || status=$?
+run_pulumi up --yes --plan "$plan" --color never --suppress-progress 2>&1 | scrub ||
+  status=$?
 exit "$status"

@@ -7,6 +7,7 @@ runs with stdin closed, as on a runner, and a short timeout: a prompt would hang
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from engine import PROJECT_ROOT
+from tests.support import fake_gh
 
 pytestmark = [pytest.mark.unit]
 
@@ -32,6 +34,7 @@ SECRETS = {
     "GLIDEPATH_SSH_PRIVATE_KEY": SSH_KEY,
     "GLIDEPATH_ROBOT_USER": "#ws+Xy12Ab34",
     "GLIDEPATH_ROBOT_PASSWORD": "s3cr3t-r0b0t-pw",
+    "AWS_SECRET_ACCESS_KEY": "bucket-s3cr3t-k3y-0123",
 }
 PREVIEW_STDOUT = """\
 Previewing update (ci):
@@ -64,6 +67,9 @@ args = sys.argv[1:]
 record = {{"argv": args, "tty": os.isatty(0), "stdin": sys.stdin.read()}}
 with open(os.environ["FAKE_LOG"], "a") as log:
     log.write(json.dumps(record) + "\\n")
+if "--save-plan" in args:
+    with open(args[args.index("--save-plan") + 1], "w") as plan:
+        plan.write('{{"resourcePlans": {{}}}}')
 if "preview" in args:
     sys.stdout.write({stdout!r})
     sys.stderr.write({stderr!r})
@@ -73,6 +79,7 @@ if "preview" in args:
 if "up" in args:
     print("blog: moved old -> new in 41.2 s, downtime 63 ms (QEMU), 22528 MiB copied")
     print("leak: " + os.environ.get("GLIDEPATH_ROBOT_PASSWORD", ""))
+    print("leak: " + os.environ.get("AWS_SECRET_ACCESS_KEY", ""))
 """
 
 FAKE_GH = """\
@@ -182,11 +189,9 @@ def test_preview_runs_pulumi_without_a_terminal_and_sets_secrets_through_stdin(
         for call in calls
         if call["argv"][1:3] == ["config", "set"]
     }
-    assert secrets_set == {
-        "glidepath:ssh.private_key": SSH_KEY,
-        "glidepath:robot.user": SECRETS["GLIDEPATH_ROBOT_USER"],
-        "glidepath:robot.password": SECRETS["GLIDEPATH_ROBOT_PASSWORD"],
-    }
+    # The Robot credentials are never written into the stack: its config is part of the
+    # update plan, and the providers read them from the approved job's environment.
+    assert secrets_set == {"glidepath:ssh.private_key": SSH_KEY}
     for call in calls:
         assert "--secret" in call["argv"] or call["argv"][1:3] != ["config", "set"]
         _no_secret_in(" ".join(call["argv"]))
@@ -259,17 +264,50 @@ def test_up_refuses_outside_main_or_without_approval(
     assert _calls(tmp_path) == []  # pulumi was never called
 
 
+APPROVED = {
+    "GITHUB_REF": "refs/heads/main",
+    "GITHUB_EVENT_NAME": "push",
+    "GLIDEPATH_DEPLOY_ENVIRONMENT": "production",
+}
+
+
+def test_preview_saves_the_plan_and_names_it_in_the_comment(tmp_path: Path) -> None:
+    plan = tmp_path / "plan" / "glidepath-plan.json"
+    plan.parent.mkdir()
+    plan.write_text("an older plan")
+    result = _run("preview.sh", tmp_path, GLIDEPATH_PR_NUMBER="42", GLIDEPATH_PLAN_FILE=str(plan))
+    assert result.returncode == 0, result.stderr
+    (preview,) = [call for call in _calls(tmp_path) if "preview" in call["argv"]]
+    assert preview["argv"][preview["argv"].index("--save-plan") + 1] == str(plan)
+    digest = hashlib.sha256(plan.read_bytes()).hexdigest()
+    (comment,) = _calls(tmp_path, "gh.log")
+    assert f"Saved as the update plan `{digest}`" in comment["body"]
+
+
+def test_a_failed_preview_leaves_no_plan(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.json"
+    plan.write_text("an older plan")
+    result = _run("preview.sh", tmp_path, GLIDEPATH_PLAN_FILE=str(plan), FAKE_STATUS="255")
+    assert result.returncode == 255
+    assert not plan.exists()
+
+
+def test_up_without_a_plan_is_refused(tmp_path: Path) -> None:
+    for plan in ("", str(tmp_path / "missing.json")):
+        result = _run("up.sh", tmp_path, GLIDEPATH_PLAN_FILE=plan, **APPROVED)
+        assert result.returncode == 2
+        assert "refusing pulumi up: no approved plan" in result.stderr
+    assert _calls(tmp_path) == []
+
+
 def test_up_on_main_after_approval(tmp_path: Path) -> None:
-    result = _run(
-        "up.sh",
-        tmp_path,
-        GITHUB_REF="refs/heads/main",
-        GITHUB_EVENT_NAME="push",
-        GLIDEPATH_DEPLOY_ENVIRONMENT="production",
-    )
+    plan = tmp_path / "plan.json"
+    plan.write_text('{"resourcePlans": {}}')
+    result = _run("up.sh", tmp_path, GLIDEPATH_PLAN_FILE=str(plan), **APPROVED)
     assert result.returncode == 0, result.stderr
     (up,) = [call for call in _calls(tmp_path) if "up" in call["argv"]]
-    assert up["argv"][:3] == ["--non-interactive", "up", "--yes"]
+    assert up["argv"][:5] == ["--non-interactive", "up", "--yes", "--plan", str(plan)]
+    assert "--skip-preview" not in up["argv"]  # the preview is what checks the plan
     assert up["stdin"] == "" and not up["tty"]
     assert "blog: moved old -> new in 41.2 s, downtime 63 ms" in result.stdout
     assert "leak: ***" in result.stdout
@@ -292,3 +330,35 @@ def test_comment_survives_backticks_and_is_bounded(tmp_path: Path) -> None:
     assert "- error: boom" in body
     assert "````diff" in body  # a fence longer than the log's own backticks
     assert "lines cut" in body
+
+
+def test_fetch_plan_takes_the_plan_of_the_merged_pull_request(tmp_path: Path) -> None:
+    state = tmp_path / "github"
+    gh_env = fake_gh.install(tmp_path / "gh-bin", state)
+    saved = tmp_path / "saved" / "glidepath-plan.json"
+    saved.parent.mkdir()
+    saved.write_text('{"resourcePlans": {"urn": {}}}')
+    fake_gh.upload_artifact(state, "901", "glidepath-plan-ci", saved)
+    fake_gh.merged(state, "a" * 40, 17, "b" * 40, "901")
+    plan = tmp_path / "run" / "plan.json"
+    env = {
+        **gh_env,
+        "PATH": f"{tmp_path / 'gh-bin'}{os.pathsep}/usr/bin:/bin",
+        "GLIDEPATH_PLAN_FILE": str(plan),
+        "GH_REPO": "example/infra",
+    }
+    result = _run("fetch-plan.sh", tmp_path, GITHUB_SHA="a" * 40, **env)
+    assert result.returncode == 0, result.stderr
+    assert plan.read_text() == saved.read_text()
+    assert "of pull request #17 (head bbbbbbbbbbbb, run 901)" in result.stdout
+
+    # A push to main that merged no pull request, or one without a successful preview.
+    plan.unlink()
+    result = _run("fetch-plan.sh", tmp_path, GITHUB_SHA="c" * 40, **env)
+    assert result.returncode == 2
+    assert "merged no pull request: there is no reviewed plan" in result.stderr
+    fake_gh.merged(state, "d" * 40, 18, "e" * 40, "null")
+    result = _run("fetch-plan.sh", tmp_path, GITHUB_SHA="d" * 40, **env)
+    assert result.returncode == 2
+    assert "pull request #18 (head eeeeeeeeeeee) has no successful preview run" in result.stderr
+    assert not plan.exists()

@@ -417,3 +417,33 @@ def test_backend_for_builds_hetzner_robot() -> None:
     assert backend.failover_ip == "203.0.113.0"
     assert backend.base_url == "https://robot-ws.your-server.de"
     assert backend.unreachable(["203.0.113.2"]) == []
+
+
+def test_robot_credentials_come_from_the_environment_when_both_are_set() -> None:
+    # The approved deploy gets them as environment variables, never in the stack (its
+    # config is part of the update plan the pull request's preview saved).
+    from providers.cutover.hetzner_robot import robot_credentials
+
+    configured = {"user": "REPLACE-ME-robot-user", "password": "REPLACE-ME-robot-password"}
+    both = {"GLIDEPATH_ROBOT_USER": "#ws+Ab12", "GLIDEPATH_ROBOT_PASSWORD": "pw-123456"}
+    assert robot_credentials(configured, {}) == configured
+    assert robot_credentials(configured, {"GLIDEPATH_ROBOT_USER": "#ws+Ab12"}) == configured
+    assert robot_credentials(None, both) == {"user": "#ws+Ab12", "password": "pw-123456"}
+    assert robot_credentials(configured, both) == {"user": "#ws+Ab12", "password": "pw-123456"}
+
+
+def test_the_upstream_provider_takes_robot_credentials_from_its_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from types import SimpleNamespace
+
+    from providers.upstream import UpstreamProvider
+
+    placeholders = {"user": "REPLACE-ME-robot-user", "password": "REPLACE-ME-robot-password"}
+    provider = UpstreamProvider()
+    provider.configure(SimpleNamespace(config={"robot": placeholders}))
+    assert provider.robot_credentials() == placeholders
+    monkeypatch.setenv("GLIDEPATH_ROBOT_USER", "#ws+Ab12")
+    monkeypatch.setenv("GLIDEPATH_ROBOT_PASSWORD", "pw-123456")
+    provider.configure(SimpleNamespace(config={"robot": placeholders}))
+    assert provider.robot_credentials() == {"user": "#ws+Ab12", "password": "pw-123456"}
