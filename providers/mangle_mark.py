@@ -26,6 +26,8 @@ import pulumi
 from pulumi.dynamic import Resource
 
 from providers.base import Converged, HostProvider, Plans, apply
+from providers.boot import host as boot
+from providers.boot import persist
 from providers.facts import mangle_mark as facts
 from providers.facts.mangle_mark import Rule
 from providers.plans import mangle_mark as plans
@@ -40,6 +42,17 @@ def _desired(props: dict[str, Any]) -> Rule:
         props["in_interface"],
         int(props["mark"]),
         props["comment"],
+    )
+
+
+def _record(rule: Rule) -> str:
+    return persist.record_name(
+        "mark",
+        rule["chain"],
+        rule["source"],
+        rule["in_interface"],
+        f"{rule['mark']:#x}",
+        rule["comment"],
     )
 
 
@@ -78,6 +91,11 @@ class MangleMarkProvider(HostProvider[list[Rule]]):
             f"has {copies} copies after applying, expected 1"
         )
 
+    def keep(self, session: SshSession, done: Converged[list[Rule]]) -> None:
+        rule = _desired(done.props)
+        fields = {k: rule[k] for k in ("chain", "source", "in_interface", "comment", "mark")}
+        boot.keep(session, "mark", _record(rule), fields)
+
     def outputs(self, done: Converged[list[Rule]]) -> dict[str, Any]:
         copies = plans.copies_of(_desired(done.props), done.after)
         return {**done.props, "mark": int(done.props["mark"]), "copies": copies}
@@ -96,6 +114,7 @@ class MangleMarkProvider(HostProvider[list[Rule]]):
 
     def remove(self, session: SshSession, props: dict[str, Any]) -> None:
         apply(session, plans.plan_delete(_desired(props), _rules(session)))
+        boot.forget(session, _record(_desired(props)))
 
 
 class MangleMark(Resource, module="net", name="MangleMark"):
