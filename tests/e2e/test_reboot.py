@@ -74,7 +74,9 @@ def _reboot(lab: Any, stack: GeneratedStack, host: str, case: str) -> dict[str, 
     booted = reboot.boot(off)
     print(booted.restore_output)
     # Without `pulumi up`: the VMs run where they ran, and answer again.
-    _wait(lambda: all(running_on(lab, vm) == where[vm] for vm in VMS), "VMs running again")
+    running_s = _wait(
+        lambda: all(running_on(lab, vm) == where[vm] for vm in VMS), "VMs running again"
+    )
     for _vif, ip in VMS.values():
         wait_answers(lab, ip, BACK_WITHIN_S)
     _wait(lambda: _carrier(lab, "old") and _carrier(lab, "new"), "tunnel back")
@@ -86,7 +88,8 @@ def _reboot(lab: Any, stack: GeneratedStack, host: str, case: str) -> dict[str, 
         assert result.silent_tail_ms < 1000, result.summary()
         outage[vm] = result.longest_gap_ms
     print(
-        f"reboot: {case}: {host} (off {off.seconds} s, booted in {booted.seconds} s); outage "
+        f"reboot: {case}: {host} (off {off.seconds} s, booted in {booted.seconds} s, "
+        f"its VMs running {running_s:.1f} s later); outage "
         + ", ".join(f"{vm} on {where[vm][0]} {ms:.0f} ms" for vm, ms in outage.items())
     )
     stack.refresh()
@@ -122,3 +125,21 @@ def test_each_host_reboots_without_pulumi_up_steady_and_mid_move(
 
     stack.preview()
     assert stack.changes() == [], stack.changes()
+
+    # Removing a resource removes its persisted form: rb-b back on old, its route through
+    # the tunnel goes, and with it its record; a destroy leaves no record and no sysctl file.
+    route = "route-254-203.0.113.4_32-100.json"
+    assert route in _boot_records(lab, "old")
+    stack.move("rb-b", "old")
+    assert stack.up().summary.result == "succeeded"
+    assert route not in _boot_records(lab, "old")
+    stack.stack.destroy(on_output=print, color="never")
+    for host in ("old", "new"):
+        assert _boot_records(lab, host) == [], host
+        sysctl_d = lab.run(host, ["ls", "-A", "/etc/sysctl.d"], timeout=30).stdout.split()
+        assert [f for f in sysctl_d if "glidepath" in f] == [], sysctl_d
+
+
+def _boot_records(lab: Any, host: str) -> list[str]:
+    shown = lab.run(host, ["ls", "-A", "/etc/glidepath/boot.d"], check=False, timeout=30)
+    return shown.stdout.split()
