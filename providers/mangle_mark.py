@@ -45,7 +45,9 @@ def _desired(props: dict[str, Any]) -> Rule:
     )
 
 
-def _record(rule: Rule) -> str:
+def record_name(rule: Rule) -> str:
+    """The name of the rule's boot record (providers/boot), for MangleMark and for the
+    Upstream, which adds and drops the same rule at a cutover."""
     return persist.record_name(
         "mark",
         rule["chain"],
@@ -54,6 +56,10 @@ def _record(rule: Rule) -> str:
         f"{rule['mark']:#x}",
         rule["comment"],
     )
+
+
+def record_fields(rule: Rule) -> dict[str, Any]:
+    return {k: rule[k] for k in ("chain", "source", "in_interface", "comment", "mark")}
 
 
 def _rules(session: SshSession) -> list[Rule]:
@@ -93,8 +99,7 @@ class MangleMarkProvider(HostProvider[list[Rule]]):
 
     def keep(self, session: SshSession, done: Converged[list[Rule]]) -> None:
         rule = _desired(done.props)
-        fields = {k: rule[k] for k in ("chain", "source", "in_interface", "comment", "mark")}
-        boot.keep(session, "mark", _record(rule), fields)
+        boot.keep(session, "mark", record_name(rule), record_fields(rule))
 
     def outputs(self, done: Converged[list[Rule]]) -> dict[str, Any]:
         copies = plans.copies_of(_desired(done.props), done.after)
@@ -114,7 +119,7 @@ class MangleMarkProvider(HostProvider[list[Rule]]):
 
     def remove(self, session: SshSession, props: dict[str, Any]) -> None:
         apply(session, plans.plan_delete(_desired(props), _rules(session)))
-        boot.forget(session, _record(_desired(props)))
+        boot.forget(session, record_name(_desired(props)))
 
 
 class MangleMark(Resource, module="net", name="MangleMark"):
