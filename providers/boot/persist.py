@@ -66,7 +66,9 @@ def plan_forget(name: str, present: bool) -> Plan:
 
 
 def sysctl_file(key: str) -> str:
-    return f"{SYSCTL_DIR}/90-glidepath-{key}.conf"
+    # Applied in file-name order, the last value wins: after every file of the host's
+    # own, 99-sysctl.conf (/etc/sysctl.conf) included, as glidepath's `sysctl -w` is.
+    return f"{SYSCTL_DIR}/99-zz-glidepath-{key}.conf"
 
 
 def sysctl_content(key: str, value: str) -> str:

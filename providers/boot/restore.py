@@ -94,7 +94,8 @@ def step(record: dict[str, Any]) -> Step:
                 None,
                 (
                     # `ip tuntap add` of an existing persistent device fails: checked by
-                    # the runner (`_device_exists`), so only the missing one is added.
+                    # the runner (`_device_alias`), so only the missing one is added, and
+                    # one that is not ours is left alone.
                     ("ip", "link", "set", "dev", dev, "alias", str(record["alias"])),
                     ("ip", "link", "set", "dev", dev, "mtu", str(int(record["mtu"]))),
                     ("ip", "addr", "replace", str(record["address"]), "dev", dev),
@@ -209,8 +210,13 @@ def _keeper_pid(record: dict[str, Any]) -> int | None:
         return None
 
 
-def _device_exists(dev: str) -> bool:
-    return _run(["ip", "link", "show", "dev", dev]).returncode == 0
+def _device_alias(dev: str) -> str | None:
+    """The device's alias ("" without one), None when there is no such device."""
+    shown = _run(["ip", "-j", "link", "show", "dev", dev])
+    if shown.returncode != 0:
+        return None
+    links = json.loads(shown.stdout or "[]")
+    return str(links[0].get("ifalias", "")) if links else None
 
 
 def _in_place(record: dict[str, Any], s: Step) -> bool:
@@ -242,8 +248,16 @@ def restore(boot_dir: str = BOOT_DIR) -> int:
             print(f"glidepath restore: {s.what}: in place", flush=True)
             continue
         commands = list(s.commands)
-        if record["kind"] == "tundev" and not _device_exists(str(record["dev"])):
-            commands.insert(0, ("ip", "tuntap", "add", "dev", str(record["dev"]), "mode", "tun"))
+        if record["kind"] == "tundev":
+            dev = str(record["dev"])
+            alias = _device_alias(dev)
+            if alias is None:
+                commands.insert(0, ("ip", "tuntap", "add", "dev", dev, "mode", "tun"))
+            elif alias != record["alias"]:
+                # Someone else's device of that name: never taken over (as the Tunnel).
+                print(f"glidepath restore: {s.what}: {record['dev']} exists, not ours", flush=True)
+                failed += 1
+                continue
         for argv in commands:
             done = _run(argv)
             if done.returncode != 0:

@@ -116,3 +116,30 @@ def test_the_boot_step_restores_rule_route_and_mark_and_delete_forgets_them(
     assert not set(records) & set(_records(lab))
     _restore(lab)
     assert rules_at(lab, PRIORITY) == [] and routes_in(lab, TABLE) == [] and _marks(lab) == []
+
+
+def test_a_tunnel_device_is_made_where_missing_and_someone_elses_is_left(lab: Any) -> None:
+    dev, alias = "tun7", "glidepath tunnel boot-test"
+    name = persist.record_name("tundev", dev)
+    record = persist.render(
+        "tundev", {"dev": dev, "address": "198.18.107.2/24", "alias": alias, "mtu": 16000}
+    )
+    path = persist.record_path(name)
+    lab.run(HOST, ["ip", "tuntap", "add", "dev", dev, "mode", "tun"])  # someone else's
+    try:
+        lab.run(HOST, ["tee", "--", path], input=record, timeout=30)
+        done = lab.run(HOST, ["python3", persist.RESTORER, "restore"], check=False, timeout=60)
+        assert done.returncode == 1 and f"{dev} exists, not ours" in done.stdout, done.stdout
+        link = json.loads(lab.run(HOST, ["ip", "-j", "addr", "show", "dev", dev]).stdout)[0]
+        assert not link.get("ifalias") and link["addr_info"] == []
+
+        lab.run(HOST, ["ip", "link", "del", "dev", dev])
+        printed = _restore(lab)
+        assert f"{dev} 198.18.107.2/24: restored" in printed, printed
+        link = json.loads(lab.run(HOST, ["ip", "-j", "-d", "addr", "show", "dev", dev]).stdout)[0]
+        assert link["ifalias"] == alias and link["mtu"] == 16000
+        assert [a["local"] for a in link["addr_info"]] == ["198.18.107.2"]
+        assert f"{dev} 198.18.107.2/24: restored" in _restore(lab)  # again: the same, no error
+    finally:
+        lab.run(HOST, ["rm", "-f", "--", path], check=False)
+        lab.run(HOST, ["ip", "link", "del", "dev", dev], check=False)

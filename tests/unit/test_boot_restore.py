@@ -200,13 +200,13 @@ def test_a_record_is_written_once() -> None:
 def test_a_sysctl_goes_to_sysctl_d() -> None:
     key = "net.ipv4.ip_forward"
     plan = persist.plan_sysctl(key, "1", None)
-    assert [w.path for w in plan.writes] == ["/etc/sysctl.d/90-glidepath-net.ipv4.ip_forward.conf"]
+    path = "/etc/sysctl.d/99-zz-glidepath-net.ipv4.ip_forward.conf"
+    assert [w.path for w in plan.writes] == [path]
+    assert path > "/etc/sysctl.d/99-sysctl.conf"  # the last file applied
     assert plan.writes[0].content.endswith("\nnet.ipv4.ip_forward = 1\n")
     assert not persist.plan_sysctl(key, "1", plan.writes[0].content)
     assert persist.plan_sysctl(key, "0", plan.writes[0].content).writes
-    assert persist.plan_sysctl_forget(key, True).commands == (
-        ("rm", "-f", "--", "/etc/sysctl.d/90-glidepath-net.ipv4.ip_forward.conf"),
-    )
+    assert persist.plan_sysctl_forget(key, True).commands == (("rm", "-f", "--", path),)
     assert not persist.plan_sysctl_forget(key, False)
 
 
