@@ -3,6 +3,7 @@
 python -m lab up [--hosts N] | down | status [--json]
 python -m lab exec HOST -- CMD...
 python -m lab ssh HOST [CMD...]
+python -m lab reboot HOST
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ import sys
 from lab import lifecycle
 from lab import topology as t
 from lab.proc import ENV, host_argv
+
+
+def _hypervisor_arg(name: str) -> str:
+    t.host_index(name)
+    return name
 
 
 def _hosts_arg(name: str) -> str:
@@ -40,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     sh = sub.add_parser("ssh", help="ssh into a host with the lab key and known_hosts")
     sh.add_argument("host")
     sh.add_argument("command", nargs=argparse.REMAINDER)
+    r = sub.add_parser("reboot", help="cut a hypervisor's power and boot it again")
+    r.add_argument("host", type=_hypervisor_arg)
     a = p.parse_args(argv)
 
     if a.cmd == "up":
@@ -72,6 +80,20 @@ def main(argv: list[str] | None = None) -> int:
         os.execvpe(  # noqa: S606 (an argv list that replaces this process)
             "nsenter", host_argv(a.host, cmd), {**os.environ, **ENV}
         )
+    if a.cmd == "reboot":
+        from lab import reboot
+
+        try:
+            off, booted = reboot.reboot(a.host)
+        except lifecycle.LabError as err:
+            print(f"lab reboot: {err}", file=sys.stderr)
+            return 2
+        print(booted.restore_output.rstrip())
+        print(
+            f"lab reboot: {a.host} off in {off.seconds} s ({off.killed} processes ended), "
+            f"booted in {booted.seconds} s (sysctl.d: {', '.join(booted.sysctl_files) or '-'})"
+        )
+        return 0
     if a.cmd == "ssh":
         cmd = a.command[1:] if a.command[:1] == ["--"] else a.command
         argv = lifecycle.ssh_argv(a.host, cmd, tty=not cmd and sys.stdin.isatty())

@@ -448,27 +448,48 @@ def _known_hosts_text(hosts: tuple[t.Hypervisor, ...], host_pubs: dict[str, str]
     return config.known_hosts(entries)
 
 
+#: A hypervisor's own network settings, as its OS configuration has them: applied at every
+#: boot (`lab reboot` too).
+HOST_OS_SYSCTLS = {
+    "net.ipv6.conf.all.disable_ipv6": "1",
+    "net.ipv6.conf.default.disable_ipv6": "1",
+}
+#: What `lab up` sets besides, at runtime: the forwarding glidepath's `Sysctl` resources
+#: hold (and persist in /etc/sysctl.d). A rebooted host has them only from there.
+HOST_UP_SYSCTLS = {
+    "net.ipv4.ip_forward": "1",
+    "net.ipv4.conf.all.rp_filter": "0",
+    "net.ipv4.conf.default.rp_filter": "0",
+}
+
+
 def _setup_hypervisor_net(state: State, h: t.Hypervisor) -> None:
     _create_netns(state, h.name)
-    _ns_sysctl(
-        h.name,
-        {
-            "net.ipv4.ip_forward": "1",
-            "net.ipv4.conf.all.rp_filter": "0",
-            "net.ipv4.conf.default.rp_filter": "0",
-            "net.ipv6.conf.all.disable_ipv6": "1",
-            "net.ipv6.conf.default.disable_ipv6": "1",
-        },
-    )
+    _ns_sysctl(h.name, HOST_UP_SYSCTLS)
+    host_network(h)
+
+
+def host_network(h: t.Hypervisor) -> None:
+    """A hypervisor's network as its OS brings it up (its namespace exists, empty): the
+    uplink br0 to core, its address and default route, and core's side of the link."""
+    _ns_sysctl(h.name, HOST_OS_SYSCTLS)
     _veth(h.core_link, t.CORE, t.UPLINK, h.name)
     _addr_up(t.CORE, h.core_link, h.gateway)
     _addr_up(h.name, t.UPLINK, h.uplink)
     sh(["ip", "-n", h.name, "route", "add", "default", "via", str(h.gateway.ip)])
+    # strict rp_filter on every host-facing port of core (also covered by 'all').
+    _ns_sysctl(t.CORE, {f"net.ipv4.conf.{h.core_link}.rp_filter": "1"})
 
 
 def _setup_hypervisor_mounts(state: State, h: t.Hypervisor) -> None:
     state.mntns.append(h.name)
     state.save()
+    host_mounts(state, h)
+
+
+def host_mounts(state: State, h: t.Hypervisor) -> None:
+    """A hypervisor's mount and UTS namespaces, made anew: its per-host binds, a sysfs
+    of its network namespace, its hostname."""
     for p in (h.mnt_ns, h.uts_ns):
         p.touch()
     # Persistent mount + UTS namespaces: bind-mounted onto files in NS_DIR
@@ -516,7 +537,7 @@ def _ns_has_mount(h: t.Hypervisor, target: str) -> bool:
     return any(line.split()[4] == target for line in out.splitlines() if len(line.split()) > 4)
 
 
-def _start_hypervisor_daemons(h: t.Hypervisor) -> None:
+def start_hypervisor_daemons(h: t.Hypervisor) -> None:
     d = h.state_dir
     run(h.name, ["/usr/sbin/sshd", "-f", str(d / "sshd_config"), "-E", str(d / "sshd.log")])
     start_libvirtd(h.name)
@@ -694,11 +715,9 @@ def _bring_up(state: State, hosts: tuple[t.Hypervisor, ...]) -> None:
         _setup_hypervisor_mounts(state, h)
     # core routes the prefix to old at start.
     sh(["ip", "-n", t.CORE, "route", "add", str(t.PREFIX), "via", str(hosts[0].address)])
-    # strict rp_filter on every host-facing port too (also covered by 'all').
-    _ns_sysctl(t.CORE, {f"net.ipv4.conf.{h.core_link}.rp_filter": "1" for h in hosts})
     _setup_core_sshd(client_pub)
     with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
-        list(pool.map(_start_hypervisor_daemons, hosts))
+        list(pool.map(start_hypervisor_daemons, hosts))
         peers = hosts[1:] + hosts[:1]
         list(pool.map(_warm_up, hosts, peers))
     # The root namespace reaches every host over its one route, with the lab's keys.
@@ -707,6 +726,32 @@ def _bring_up(state: State, hosts: tuple[t.Hypervisor, ...]) -> None:
 
 
 # --- down --------------------------------------------------------------------
+
+
+def ns_ids(paths: Iterable[Path]) -> set[tuple[int, int]]:
+    """(dev, inode) of the namespaces bound at these paths (those mounted)."""
+    mounts = _mounted_paths()
+    return {(st.st_dev, st.st_ino) for p in paths if str(p) in mounts for st in [os.stat(p)]}
+
+
+def pids_in(ids: set[tuple[int, int]]) -> list[int]:
+    """PIDs of every process in one of these namespaces (net, mount or UTS)."""
+    if not ids:
+        return []
+    me = os.getpid()
+    pids: list[int] = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        for kind in ("net", "mnt", "uts"):
+            try:
+                st = os.stat(f"/proc/{entry.name}/ns/{kind}")
+            except OSError:
+                break
+            if (st.st_dev, st.st_ino) in ids:
+                pids.append(int(entry.name))
+                break
+    return pids
 
 
 def _ns_ids(state: State) -> set[tuple[int, int]]:
@@ -728,27 +773,17 @@ def lab_pids(state: State | None = None) -> list[int]:
     state = state or load_state()
     if state is None:
         return []
-    ids = _ns_ids(state)
-    if not ids:
-        return []
-    me = os.getpid()
-    pids: list[int] = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
-        for kind in ("net", "mnt", "uts"):
-            try:
-                st = os.stat(f"/proc/{entry.name}/ns/{kind}")
-            except OSError:
-                break
-            if (st.st_dev, st.st_ino) in ids:
-                pids.append(int(entry.name))
-                break
-    return pids
+    return pids_in(_ns_ids(state))
 
 
-def _kill_all(pids: list[int], timeout: float = 5.0) -> list[int]:
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 3.0)):
+def kill_all(
+    pids: list[int],
+    timeout: float = 5.0,
+    signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGKILL),
+) -> list[int]:
+    """Signal these PIDs (TERM, then KILL what is left after `timeout`); -> survivors."""
+    for sig in signals:
+        wait = timeout if sig == signal.SIGTERM else 3.0
         for pid in pids:
             with suppress(ProcessLookupError):
                 os.kill(pid, sig)
@@ -784,7 +819,7 @@ def _down() -> list[str]:
     if state is None:
         return []
     left: list[str] = []
-    survivors = _kill_all(lab_pids(state))
+    survivors = kill_all(lab_pids(state))
     left += [f"process {p} survived SIGKILL" for p in survivors]
     mounts = _mounted_paths()
     for name in state.mntns:

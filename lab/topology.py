@@ -176,7 +176,16 @@ HOST_BINDS: tuple[tuple[str, str], ...] = (
     ("/etc/iproute2/rt_tables", "rt_tables"),
     # glidepath's own state on a host (which stacks hold a shared artifact: owners.py).
     ("/var/lib/glidepath", "var-lib-glidepath"),
+    # What a host restores at boot (providers/boot): glidepath's records, and the sysctl
+    # files the OS applies (the machine's own are masked on lab hosts, which `lab reboot`
+    # applies as a host's boot does).
+    ("/etc/glidepath", "etc-glidepath"),
+    ("/etc/sysctl.d", "etc-sysctl.d"),
+    # Runtime state, emptied by `lab reboot` (/run/libvirt above is the other part).
+    ("/run/glidepath", "run-glidepath"),
 )
+#: What a reboot empties: the host's /run (tmpfs on a real server).
+HOST_RUN_DIRS = ("run-libvirt", "run-glidepath")
 #: The machine's root bashrc, which bash reads for every command sshd runs: masked on lab
 #: hosts (config.LAB_BASHRC).
 ROOT_BASHRC = "/root/.bashrc"

@@ -4,7 +4,7 @@ entry points with the one converge path that create and update take.
 
 Each entry point first re-canonicalises its inputs (`canonical`), then:
 
-    create, update   converge: facts -> plan -> apply -> read back -> verify -> outputs
+    create, update   converge: facts -> plan -> apply -> read back -> verify -> keep -> outputs
     read             observe: the outputs as the host has them now, or None when gone
     delete           remove: from the stored outputs alone
 
@@ -14,6 +14,7 @@ A provider fills in the hooks for its artifact:
     plan(props, found, olds) -> Plans     yields the plans to apply, in order
     read_back(session, props, before)     the facts after applying (default: `facts` again)
     verify(props, found) -> str | None    what the host still lacks after applying
+    keep(session, done)                   its persisted form, restored at boot (providers/boot)
     outputs(done) -> dict                 the outputs to store (`done`: a `Converged`)
     resource_id(outputs) -> str
     observe(session, props), remove(session, props)
@@ -218,7 +219,13 @@ class HostProvider(ResourceProvider, Generic[Found]):
         missing = self.verify(props, after)
         if missing:
             raise RuntimeError(f"{session.endpoint.name}: {missing}")
-        return self.outputs(Converged(props, olds, before, after, changed))
+        done = Converged(props, olds, before, after, changed)
+        self.keep(session, done)
+        return self.outputs(done)
+
+    def keep(self, session: SshSession, done: Converged[Found]) -> None:
+        """After applying: make the host put the artifact back at boot (providers/boot),
+        where the OS would not. Default: nothing (a file, which the OS keeps)."""
 
     def facts(self, session: SshSession, props: dict[str, Any]) -> Found:
         """What the plan needs to know about the host, read afresh."""

@@ -26,6 +26,8 @@ import pulumi
 from pulumi.dynamic import Resource
 
 from providers.base import Converged, HostProvider, Plans, apply
+from providers.boot import host as boot
+from providers.boot import persist
 from providers.facts import mangle_mark as facts
 from providers.facts.mangle_mark import Rule
 from providers.plans import mangle_mark as plans
@@ -41,6 +43,23 @@ def _desired(props: dict[str, Any]) -> Rule:
         int(props["mark"]),
         props["comment"],
     )
+
+
+def record_name(rule: Rule) -> str:
+    """The name of the rule's boot record (providers/boot), for MangleMark and for the
+    Upstream, which adds and drops the same rule at a cutover."""
+    return persist.record_name(
+        "mark",
+        rule["chain"],
+        rule["source"],
+        rule["in_interface"],
+        f"{rule['mark']:#x}",
+        rule["comment"],
+    )
+
+
+def record_fields(rule: Rule) -> dict[str, Any]:
+    return {k: rule[k] for k in ("chain", "source", "in_interface", "comment", "mark")}
 
 
 def _rules(session: SshSession) -> list[Rule]:
@@ -78,6 +97,10 @@ class MangleMarkProvider(HostProvider[list[Rule]]):
             f"has {copies} copies after applying, expected 1"
         )
 
+    def keep(self, session: SshSession, done: Converged[list[Rule]]) -> None:
+        rule = _desired(done.props)
+        boot.keep(session, "mark", record_name(rule), record_fields(rule))
+
     def outputs(self, done: Converged[list[Rule]]) -> dict[str, Any]:
         copies = plans.copies_of(_desired(done.props), done.after)
         return {**done.props, "mark": int(done.props["mark"]), "copies": copies}
@@ -96,6 +119,7 @@ class MangleMarkProvider(HostProvider[list[Rule]]):
 
     def remove(self, session: SshSession, props: dict[str, Any]) -> None:
         apply(session, plans.plan_delete(_desired(props), _rules(session)))
+        boot.forget(session, record_name(_desired(props)))
 
 
 class MangleMark(Resource, module="net", name="MangleMark"):

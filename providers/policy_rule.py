@@ -14,6 +14,8 @@ import pulumi
 from pulumi.dynamic import Resource
 
 from providers.base import Converged, HostProvider, Plans, apply, still_adopted
+from providers.boot import host as boot
+from providers.boot import persist
 from providers.facts import policy_rule as facts
 from providers.plans import policy_rule as plans
 from providers.plans.routing_table import resolve
@@ -29,6 +31,10 @@ def _rules(session: SshSession, priority: int) -> list[facts.Rule]:
 class _Found(NamedTuple):
     tables: dict[str, int]  # rt_tables names, read only when the table is given by name
     rules: list[facts.Rule]  # the rules at our priority
+
+
+def _record(priority: int) -> str:
+    return persist.record_name("rule", priority)
 
 
 def _previous(olds: dict[str, Any] | None) -> dict[str, int] | None:
@@ -67,6 +73,15 @@ class PolicyRuleProvider(HostProvider[_Found]):
         wanted = f"rule {priority} fwmark {hex(fwmark)} lookup {table_id}"
         return f"{wanted} is not there after adding it"
 
+    def keep(self, session: SshSession, done: Converged[_Found]) -> None:
+        priority = int(done.props["priority"])
+        fields = {
+            "priority": priority,
+            "fwmark": int(done.props["fwmark"]),
+            "table_id": resolve(done.props["table"], done.after.tables),
+        }
+        boot.keep(session, "rule", _record(priority), fields)
+
     def outputs(self, done: Converged[_Found]) -> dict[str, Any]:
         return {
             **done.props,
@@ -103,6 +118,7 @@ class PolicyRuleProvider(HostProvider[_Found]):
                 bool(props.get("adopted")),
             ),
         )
+        boot.forget(session, _record(priority))
 
 
 class PolicyRule(Resource, module="net", name="PolicyRule"):

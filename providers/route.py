@@ -13,6 +13,8 @@ import pulumi
 from pulumi.dynamic import Resource
 
 from providers.base import Converged, HostProvider, Plans, apply, still_adopted
+from providers.boot import host as boot
+from providers.boot import persist
 from providers.facts import route as facts
 from providers.plans import route as plans
 from providers.plans.routing_table import resolve
@@ -32,6 +34,10 @@ def _fields(props: dict[str, Any]) -> dict[str, Any]:
 def _previous(olds: dict[str, Any] | None) -> dict[str, Any] | None:
     """The {via, dev, metric} glidepath set for this dst and table before (an update)."""
     return _fields(olds) if olds is not None and olds.get("metric") is not None else None
+
+
+def _record(dst: str, table_id: int, metric: int) -> str:
+    return persist.record_name("route", table_id, dst, metric)
 
 
 class _Found(NamedTuple):
@@ -76,6 +82,17 @@ class RouteProvider(HostProvider[_Found]):
         wanted = " ".join(plans.spec(dst, via, dev, found.table_id, metric))
         return f"route {wanted} is not there after adding it"
 
+    def keep(self, session: SshSession, done: Converged[_Found]) -> None:
+        dst, table_id, fields = done.props["dst"], done.after.table_id, _fields(done.props)
+        boot.keep(
+            session, "route", _record(dst, table_id, fields["metric"]), {
+                "dst": dst, "table_id": table_id, **fields,
+            },
+        )  # fmt: skip
+        previous = _previous(done.olds)
+        if previous is not None and previous["metric"] != fields["metric"]:
+            boot.forget(session, _record(dst, table_id, int(previous["metric"])))
+
     def outputs(self, done: Converged[_Found]) -> dict[str, Any]:
         return {
             **done.props,
@@ -115,6 +132,7 @@ class RouteProvider(HostProvider[_Found]):
             bool(props.get("adopted")),
         )
         apply(session, plan)
+        boot.forget(session, _record(props["dst"], table_id, fields["metric"]))
 
 
 class Route(Resource, module="net", name="Route"):

@@ -16,6 +16,7 @@ from pulumi.dynamic import Resource
 
 from providers import owners
 from providers.base import Converged, HostProvider, Plans, apply
+from providers.boot import persist
 from providers.facts import sysctl as facts
 from providers.plans import sysctl as plans
 from providers.schema.sysctl import SysctlArgs
@@ -30,6 +31,7 @@ class _Found(NamedTuple):
     current: str | None  # the value now; None: no such key
     held_by: set[str]  # the owners holding the key
     saved: str | None  # the value from before glidepath, kept by the first owner
+    persisted: str | None  # its file in /etc/sysctl.d (persist.sysctl_file), as it is
 
 
 def _held(session: SshSession, key: str) -> _Found:
@@ -38,6 +40,7 @@ def _held(session: SshSession, key: str) -> _Found:
         _current(session, key),
         owners.process(session.run(owners.list_command(plans.artifact(key)), check=False)),
         None if saved is None else saved.strip(),
+        session.read_file(persist.sysctl_file(key)),
     )
 
 
@@ -63,6 +66,8 @@ class SysctlProvider(HostProvider[_Found]):
             # The stack's owner name changed: the old name's hold was ours too.
             yield owners.plan_release(plans.artifact(key), renamed, found.held_by | {owner})
         yield setting
+        # The OS applies /etc/sysctl.d at boot: the value outlives a restart.
+        yield persist.plan_sysctl(key, props["value"], found.persisted)
 
     def read_back(self, session: SshSession, props: dict[str, Any], before: _Found) -> _Found:
         return before._replace(current=_current(session, props["key"]))
@@ -102,7 +107,11 @@ class SysctlProvider(HostProvider[_Found]):
         )
         if owners.others(props["owner"], found.held_by):
             print(f"{session.endpoint.name}: {plan.reason}", flush=True)  # the engine relays it
+            apply(session, plan)
+            return
         apply(session, plan)
+        # The last owner: the value no longer comes back at boot.
+        apply(session, persist.plan_sysctl_forget(key, found.persisted is not None))
 
 
 class Sysctl(Resource, module="net", name="Sysctl"):

@@ -39,6 +39,8 @@ import pulumi
 from pulumi.dynamic import Resource
 
 from providers.base import HostProvider, apply
+from providers.boot import host as boot
+from providers.boot import persist
 from providers.facts import tunnel as facts
 from providers.plans import tunnel as plans
 from providers.schema.tunnel import TunnelArgs
@@ -64,6 +66,23 @@ def _tunnel(props: dict[str, Any]) -> plans.Tunnel:
         "port": int(peer["port"]),
         "address": str(props["address"]),
         "peer_address": str(props["peer_address"]),
+    }
+
+
+def _records(tunnel: plans.Tunnel, alias: str) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The boot records of a link: {"host": the host's device, "keeper": its keeper,
+    "peer": the peer's device} -> (name, fields)."""
+    dev = plans.device(tunnel["tun"])
+
+    def device(address: str) -> tuple[str, dict[str, Any]]:
+        fields = {"dev": dev, "address": address, "alias": alias, "mtu": plans.TUNNEL_MTU}
+        return persist.record_name("tundev", dev), fields
+
+    keeper = persist.record_name("keeper", plans.record_base(tunnel))
+    return {
+        "host": device(tunnel["address"]),
+        "keeper": (keeper, {"args": list(plans.keeper_args(tunnel))}),
+        "peer": device(tunnel["peer_address"]),
     }
 
 
@@ -144,6 +163,7 @@ class TunnelProvider(HostProvider):
         """TERM our processes by PID, KILL what is left after a bounded wait, forget the
         pid file; then wait for tunN to be gone on both ends."""
         dev = plans.device(tunnel["tun"])
+        apply(host, plans.plan_unit_stop(tunnel, boot.has_systemd(host)))
         for signal in ("TERM", "KILL"):
             current = _Facts(host, peer, tunnel)
             if not plans.our_processes(tunnel, current.keeper):
@@ -222,9 +242,11 @@ class TunnelProvider(HostProvider):
             # peer's tunN to its sshd for a few seconds: wait it out before calling it a clash.
             self._wait(lambda: not _Facts(host, peer, tunnel).foreign_device, DEVICE_GONE_TIMEOUT_S)
             current = _Facts(host, peer, tunnel)
+        systemd = boot.has_systemd(host)
         start = plans.plan_start(
-            tunnel, current.keeper, current.host_device, current.peer_device, current.alias
+            tunnel, current.keeper, current.host_device, current.peer_device, current.alias, systemd
         )
+        records = _records(tunnel, current.alias)
         host_end = plans.plan_device(dev, tunnel["address"], current.alias, current.host_device)
         peer_end = plans.plan_device(
             dev, tunnel["peer_address"], current.alias, current.peer_device
@@ -239,6 +261,10 @@ class TunnelProvider(HostProvider):
             apply(host, host_end)
             apply(peer, peer_end)
             apply(host, plans.plan_script(host.read_file(plans.SCRIPT_PATH)))
+            # Before the start: on a systemd host its unit reads the keeper's record.
+            for side, (name, fields) in records.items():
+                kind = "keeper" if side == "keeper" else "tundev"
+                boot.keep(peer if side == "peer" else host, kind, name, fields)
             apply(host, start)
             started = bool(start)
             if started and not self._wait(
@@ -265,8 +291,15 @@ class TunnelProvider(HostProvider):
             if started:
                 self._stop(host, peer, tunnel)
             self._remove_devices(created, current.alias, tunnel)
+            if olds is None:  # a link that never came up is not restored at boot either
+                self._forget(host, peer, tunnel, current.alias)
             raise
         return self._outputs(props, current)
+
+    @staticmethod
+    def _forget(host: SshSession, peer: SshSession, tunnel: plans.Tunnel, alias: str) -> None:
+        for side, (name, _fields) in _records(tunnel, alias).items():
+            boot.forget(peer if side == "peer" else host, name)
 
     @staticmethod
     def _remove_devices(sessions: Iterable[SshSession], alias: str, tunnel: plans.Tunnel) -> None:
@@ -302,7 +335,12 @@ class TunnelProvider(HostProvider):
     def observe(self, session: SshSession, props: dict[str, Any]) -> dict[str, Any] | None:
         host, peer = session, self.session(props, "peer")
         # Never gone: a tunnel whose keeper died reads as down, and `up` restarts it.
-        return self._outputs(props, _Facts(host, peer, _tunnel(props)))
+        found = self._outputs(props, _Facts(host, peer, _tunnel(props)))
+        if found["state"] == "up" and props.get("keeper_pid") is not None:
+            # A keeper with these parameters runs: that it was restarted (the host rebooted,
+            # its unit restarted it) is no drift, so the pid stored at `up` stays.
+            found["keeper_pid"] = props["keeper_pid"]
+        return found
 
     def remove(self, session: SshSession, props: dict[str, Any]) -> None:
         # The script is left in place: it is shared by every tunnel of the host, has fixed
@@ -312,6 +350,7 @@ class TunnelProvider(HostProvider):
         self._stop(host, peer, tunnel)
         alias = plans.owner_alias(host.endpoint.address, peer.endpoint.address)
         self._remove_devices((host, peer), alias, tunnel)
+        self._forget(host, peer, tunnel, alias)
 
 
 class Tunnel(Resource, module="net", name="Tunnel"):

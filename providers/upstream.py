@@ -26,8 +26,10 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, Updat
 
 from providers import validate
 from providers.base import HostProvider, apply
+from providers.boot import host as boot
 from providers.cutover import Backend, CutoverError, SwitchPending, backend_for
 from providers.facts import mangle_mark as mark_facts
+from providers.mangle_mark import record_fields, record_name
 from providers.plans import cutover as cutover_plans
 from providers.plans import mangle_mark as mark_plans
 from providers.schema.host import main_address
@@ -136,6 +138,17 @@ class UpstreamProvider(HostProvider):
         plan = mark_plans.plan_add(rule, rules) if present else mark_plans.plan_delete(rule, rules)
         apply(session, plan)
 
+    def _persist_marks(
+        self, props: dict[str, Any], present: Sequence[str], absent: Sequence[str]
+    ) -> None:
+        """The marks' boot records as the cutover left the marks (the MangleMark resources
+        of this `up` take them over): after the switch, not in the outage's path."""
+        rule = self._mark_rule(props)
+        for host in present:
+            boot.keep(self._session(props, host), "mark", record_name(rule), record_fields(rule))
+        for host in absent:
+            boot.forget(self._session(props, host), record_name(rule))
+
     def cutover(
         self, props: dict[str, Any], previous: str | None, *, switch: bool = True
     ) -> dict[str, Any]:
@@ -212,6 +225,7 @@ class UpstreamProvider(HostProvider):
         for other in props["marked"]:
             self._set_mark(props, other, present=True)
         marks_done = time.monotonic() - started
+        self._persist_marks(props, props["marked"], [target])
         silent = backend.unreachable(list(props["vm_addresses"]))
         if silent:
             raise CutoverError(
@@ -268,6 +282,7 @@ class UpstreamProvider(HostProvider):
             return self.cutover(props, upstream, switch=False)
         for other in props["marked"]:
             self._set_mark(props, other, present=True)
+        self._persist_marks(props, props["marked"], [])
         return None
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
@@ -297,6 +312,7 @@ class UpstreamProvider(HostProvider):
         # still holds the previous layout): without this they would outlive the network.
         for host in props["hosts"]:
             self._set_mark(props, host, present=False)
+        self._persist_marks(props, [], list(props["hosts"]))
 
 
 class Upstream(Resource, module="net", name="Upstream"):

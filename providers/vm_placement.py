@@ -55,6 +55,14 @@ def _move_slots(at_once: int) -> threading.BoundedSemaphore:
         return _slots.setdefault(at_once, threading.BoundedSemaphore(at_once))
 
 
+def _autostart(dom: Any, name: str, host: str) -> None:
+    """libvirt starts the domain when its host boots (libvirtd starts autostart domains);
+    a migration does not carry the flag, so it is set on the host the VM runs on."""
+    if not dom.autostart():
+        dom.setAutostart(1)
+        _log(f"{name}: set to autostart on {host}")
+
+
 class MigrationError(RuntimeError):
     """A move failed; the VM still runs on the source (the message says so)."""
 
@@ -109,6 +117,10 @@ class VmPlacementProvider(HostProvider):
             # Found stopped (refresh read it so): the stack wants it running; `up` starts it.
             _log(f"{news['name']}: not running on {olds['host']['name']}: up starts it")
             return DiffResult(changes=True, replaces=[], delete_before_replace=False)
+        if olds.get("autostart") is False and not result.changes:
+            # Refresh found it not set to start at its host's boot: `up` sets it.
+            _log(f"{news['name']}: not set to autostart on {olds['host']['name']}: up sets it")
+            return DiffResult(changes=True, replaces=[], delete_before_replace=False)
         return result
 
     # --- host access ---------------------------------------------------------------------
@@ -159,6 +171,7 @@ class VmPlacementProvider(HostProvider):
         else:
             disks.ensure_disks(self.session(props), props["disks"], disks.domain_users(conn, name))
             dom = conn.defineXML(domain_xml(DomainSpec.from_props(props)))
+        _autostart(dom, name, endpoint.name)
         if not dom.isActive():
             self._start(props, dom)
             _log(f"{name}: started on {endpoint.name}")
@@ -197,6 +210,7 @@ class VmPlacementProvider(HostProvider):
             **props,
             "uuid": dom.UUIDString(),
             "running": bool(dom.isActive()),
+            "autostart": bool(dom.autostart()),
             "last_migration": last,
         }
 
@@ -212,6 +226,7 @@ class VmPlacementProvider(HostProvider):
                 **props,
                 "host": host,
                 "running": placement.running,
+                "autostart": bool(placement.domain.autostart()),
                 "uuid": placement.domain.UUIDString(),
             },
         )
@@ -259,10 +274,27 @@ class VmPlacementProvider(HostProvider):
             _log(f"{news['name']}: definition updated; memory/CPU/boot changes apply at next boot")
         if any(olds.get(k) != news.get(k) for k in REMOVAL_FIELDS):
             _log(f"{news['name']}: {removal.describe(news)}")
+        _autostart(dom, news["name"], target)
+        if placement.host != target:
+            self._no_autostart(olds, news["name"], placement.host)
         if not dom.isActive():
             self._start(news, dom)
             _log(f"{news['name']}: started on {target}")
         return UpdateResult(self._outputs(news, dom, last))
+
+    def _no_autostart(self, olds: dict[str, Any], name: str, host: str) -> None:
+        """The host a VM left never starts it at its boot: the move undefined it there
+        (UNDEFINE_SOURCE); a definition left behind all the same is kept from autostart."""
+        import libvirt
+
+        endpoint = endpoint_of({"host": olds["fleet"].get(host, olds["host"])})
+        try:
+            left = self._libvirt(endpoint).lookupByName(name)
+        except libvirt.libvirtError:
+            return  # undefined there, as the move does
+        if not left.isActive() and left.autostart():
+            left.setAutostart(0)
+            _log(f"{name}: autostart cleared on {host}, which it left")
 
     def preflight(
         self, olds: dict[str, Any], news: dict[str, Any], *, announce: bool = True
@@ -475,6 +507,7 @@ class VmPlacement(Resource, module="vm", name="VmPlacement"):
                 else {host: dict(peers) for host, peers in tunnel_addresses.items()},
                 "uuid": None,
                 "running": None,
+                "autostart": None,
                 "last_migration": None,
             },
             opts,

@@ -31,9 +31,11 @@ PACKAGES = (
     "tcpdump",
     "openssh-server",
     "openssh-client",
+    # glidepath's boot step (providers/boot/restore.py) is a Python 3 script.
+    "python3",
 )
 #: Without dpkg: the commands those packages provide.
-COMMANDS = ("qemu-system-x86_64", "virsh", "ip", "iptables", "tcpdump", "sshd", "ssh")
+COMMANDS = ("qemu-system-x86_64", "virsh", "ip", "iptables", "tcpdump", "sshd", "ssh", "python3")
 DIRECTORIES = ("/etc/libvirt/scripts", "/var/log/glidepath")
 DROP_IN = "/etc/ssh/sshd_config.d/00-glidepath-tunnel.conf"
 

@@ -125,7 +125,20 @@ def keeper_args(tunnel: Tunnel) -> Argv:
     )
 
 
-def start_argv(tunnel: Tunnel) -> Argv:
+def record_base(tunnel: Tunnel) -> str:
+    """What names the keeper's boot record (`keeper-<this>`) and its systemd unit
+    (`glidepath-tunnel@<this>.service`): the base of its pid file."""
+    return _base(tunnel)
+
+
+def unit(tunnel: Tunnel) -> str:
+    return f"glidepath-tunnel@{_base(tunnel)}.service"
+
+
+def start_argv(tunnel: Tunnel, systemd: bool = False) -> Argv:
+    if systemd:
+        # Its unit runs it (Restart=always) from its boot record, now and at every boot.
+        return ("systemctl", "enable", "--now", unit(tunnel))
     # setsid -f: detached from our SSH session, and leader of its own session, so its ssh
     # child can be told apart by session id even if the keeper itself were killed.
     return ("setsid", "-f", SCRIPT_PATH, *keeper_args(tunnel))
@@ -332,8 +345,9 @@ def plan_start(
     host_device: Device | None,
     peer_device: Device | None,
     alias: str,
+    systemd: bool = False,
 ) -> Plan:
-    """Start the keeper unless ours runs with these parameters.
+    """Start the keeper unless ours runs with these parameters (`systemd`: by its unit).
 
     Without a keeper of ours, a tunN on either end that is not our persistent device
     (alias `alias`) belongs to someone else: a clash, not something to take over.
@@ -354,8 +368,16 @@ def plan_start(
                 "(another tunnel or a hand-run `ssh -w`): remove it or choose another tun number"
             )
     return Plan.run(
-        start_argv(tunnel), reason=f"start the keeper for {dev} to {tunnel['peer']} ({status})"
+        start_argv(tunnel, systemd),
+        reason=f"start the keeper for {dev} to {tunnel['peer']} ({status})",
     )
+
+
+def plan_unit_stop(tunnel: Tunnel, systemd: bool) -> Plan:
+    """On a systemd host, stop and disable the keeper's unit first, or it restarts it."""
+    if not systemd:
+        return Plan.nothing("no systemd: the keeper is stopped by its PID alone")
+    return Plan.run(("systemctl", "disable", "--now", unit(tunnel)), reason=f"stop {unit(tunnel)}")
 
 
 def plan_stop(tunnel: Tunnel, keeper: Keeper, signal: str = "TERM") -> Plan:

@@ -24,6 +24,12 @@ def _run(lab: Any, host: str, *argv: str) -> str:
     return str(lab.run(host, list(argv), timeout=30).stdout)
 
 
+def _boot_records(lab: Any, host: str, kind: str = "") -> list[str]:
+    """What the host restores at boot (providers/boot): its records, of one kind or all."""
+    shown = lab.run(host, ["ls", "-A", "/etc/glidepath/boot.d"], check=False, timeout=30)
+    return [name for name in shown.stdout.split() if name.startswith(kind)]
+
+
 def _core_route() -> str:
     from lab.proc import run
 
@@ -153,6 +159,12 @@ def test_changing_host_moves_blog_live(
     lab_stack.refresh()
     assert lab_stack.changes() == []
 
+    # A reboot now would bring back the layout after the move: the egress mark on the
+    # host the VM left (now marked), none on the new upstream; the VM starts on its host.
+    assert len(_boot_records(lab, source, "mark-")) == 1, _boot_records(lab, source)
+    assert _boot_records(lab, target, "mark-") == [], _boot_records(lab, target)
+    assert "Autostart:      enable" in _run(lab, target, "virsh", "dominfo", "blog")
+
 
 def test_destroy_leaves_the_hosts_as_before(lab: Any, lab_stack: LabStack) -> None:
     """The fixture's stack is destroyed here first. `blog` is released (on_remove's
@@ -169,3 +181,4 @@ def test_destroy_leaves_the_hosts_as_before(lab: Any, lab_stack: LabStack) -> No
     assert lab.where("blog") == []
     for host in ("old", "new"):
         assert host_network(lab, host) == before[host], host
+        assert _boot_records(lab, host) == [], host

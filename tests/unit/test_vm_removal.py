@@ -81,6 +81,12 @@ class Guest:
     def UUIDString(self) -> str:
         return "8c2b3f52-0000-4000-8000-000000000001"
 
+    def autostart(self) -> int:
+        return 1  # set at create: an update leaves it
+
+    def setAutostart(self, flag: int) -> None:
+        self.calls.append(f"autostart {flag}")
+
 
 def _shut_down(dom: Guest, timeout_s: int = 120) -> float:
     return removal.shut_down(dom, "blog", "old", timeout_s, clock=dom.clock, sleep=dom.clock.sleep)
