@@ -101,6 +101,7 @@ class VmPlacementProvider(HostProvider):
                     None if news.get("adopt") else sum(int(d["size_mib"]) for d in news["disks"]),
                     None if news.get("adopt") else int(news["memory_mib"]),
                     int(news["migration"]["max_downtime_ms"]),
+                    str(news["migration"].get("postcopy", "never")),
                 )
             )
             # Read-only pre-flight at preview: a move that cannot work fails here.
@@ -135,6 +136,10 @@ class VmPlacementProvider(HostProvider):
                 continue
             found.append(Placement(host, bool(dom.isActive()), dom))
         running = [p for p in found if p.running]
+        if len(running) > 1 and any(_split(p.domain) for p in running):
+            # A post-copy move whose stream broke: active on both hosts, its memory split.
+            # The stored host is the move's source (the failed `up` kept it): `up` resumes.
+            return running[0]
         if len(running) > 1:
             hosts = ", ".join(p.host for p in running)
             raise RuntimeError(f"{props['name']} runs on more than one host ({hosts}): fix by hand")
@@ -324,6 +329,8 @@ class VmPlacementProvider(HostProvider):
 
         name, source, target = news["name"], placement.host, news["host"]["name"]
         source_props = {**olds, "host": olds["fleet"].get(source, olds["host"])}
+        if _split(placement.domain):
+            return self._resume(source_props, news, placement)
         create, slices, route = self.preflight(source_props, news, announce=False)
         target_ssh = self.session(news)
         # lvcreate rounds up to whole extents: a volume that came out bigger gets a slice too.
@@ -361,6 +368,7 @@ class VmPlacementProvider(HostProvider):
                 max_downtime_ms=max_downtime,
                 timeout_s=timeout_s,
                 after_start=lambda: self._warm_up_router(news),
+                postcopy=settings.postcopy,
             )
             if result.failure is not None:
                 runs_on, where = self._recover(source_props, news, name)
@@ -379,6 +387,69 @@ class VmPlacementProvider(HostProvider):
         finally:
             # After job.recover: a VM back on its source gets its route back there.
             routes.finish(moved)
+
+    def _resume(
+        self, source_props: dict[str, Any], news: dict[str, Any], placement: Placement
+    ) -> dict[str, Any]:
+        """Finish a post-copy move whose stream broke (an earlier `up`): the same
+        destination, disks and path, with VIR_MIGRATE_POSTCOPY_RESUME. The source's copy
+        is never resumed: the VM has run on the target since the switch."""
+        import libvirt
+
+        name, source, target = news["name"], placement.host, news["host"]["name"]
+        state = job.split(
+            self._libvirt(endpoint_of(source_props)), self._libvirt(endpoint_of(news)), name
+        )
+        if state != "failed":
+            raise MigrationError(
+                f"{name}: a post-copy move {source} -> {target} is still running (its memory "
+                "is split between the hosts): wait for it to end, then `pulumi refresh`"
+            )
+        route = path.choose(
+            news["migration"]["transport"], news["tunnel_addresses"], source, target
+        )
+        problems = path.check(route, self.session(source_props), self.session(news), source, target)
+        if problems:
+            raise MigrationError(
+                f"{name}: cannot resume the post-copy move {source} -> {target} yet:\n  - "
+                + "\n  - ".join(problems)
+                + "\n"
+                + job.SPLIT.format(source=source, target=target)
+            )
+        settings = Migration.model_validate(news["migration"])
+        source_conn = self._libvirt(endpoint_of(source_props))
+        target_conn = self._libvirt(endpoint_of(news))
+        dom = source_conn.lookupByName(name)
+        spec = None if news["adopt"] else DomainSpec.from_props(news)
+        live = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE) if spec is None else ""
+        # The slices of bigger target disks are in the target's definition already.
+        destination_xml, disk_targets = job.destination(spec, live, {})
+        params = job.params(destination_xml, disk_targets, settings, route)
+        _log(
+            f"{name}: resuming the post-copy move {source} -> {target}, "
+            f"{route.describe(source, target)}"
+        )
+        result = Monitor(name, dom, target_conn).run(
+            params,
+            job.resume_flags(settings),
+            max_downtime_ms=settings.max_downtime_ms,
+            timeout_s=float(settings.timeout_s),
+            resuming=True,
+        )
+        if result.failure is not None:
+            raise MigrationError(
+                f"{name}: resuming the post-copy move {source} -> {target} failed after "
+                f"{result.seconds:.1f} s: {result.failure}. "
+                + job.SPLIT.format(source=source, target=target)
+            ) from result.monitor_error
+        # Its route went to the target at the switch; make sure of it.
+        self.session(news).run(handover.route_here(news["ip"], news["vif"]))
+        last = result.record(source, target)
+        _log(
+            f"{name}: moved {source} -> {target}: the post-copy resumed and completed in "
+            f"{result.seconds:.1f} s"
+        )
+        return last
 
     def _recover(
         self, source_props: dict[str, Any], news: dict[str, Any], name: str
@@ -409,6 +480,18 @@ class VmPlacementProvider(HostProvider):
             # The network's cutover follows the copy: open its router's SSH connection
             # meanwhile, so the switch does not wait for a handshake (~110 ms in the lab).
             transport.warm_up(endpoint_of({"host": router}), self._credentials)
+
+
+def _split(dom: Any) -> bool:
+    """Whether this copy of a VM is one half of a post-copy move (its memory split)."""
+    import libvirt
+
+    from providers.migration.policy import postcopy_state
+
+    try:
+        return postcopy_state(*dom.state()) is not None
+    except libvirt.libvirtError:
+        return False
 
 
 class VmPlacement(Resource, module="vm", name="VmPlacement"):
