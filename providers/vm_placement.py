@@ -104,8 +104,15 @@ class VmPlacementProvider(HostProvider):
                     str(news["migration"].get("postcopy", "never")),
                 )
             )
-            # Read-only pre-flight at preview: a move that cannot work fails here.
-            self.preflight(olds, news)
+            if self._split_on(olds):
+                # Its half on the target is defined: pre-flight would refuse the move.
+                _log(
+                    f"{news['name']}: its post-copy move to {new_host['name']} broke off (its "
+                    "memory is split between the hosts): up resumes it"
+                )
+            else:
+                # Read-only pre-flight at preview: a move that cannot work fails here.
+                self.preflight(olds, news)
         if olds.get("running") is False and not result.changes:
             # Found stopped (refresh read it so): the stack wants it running; `up` starts it.
             _log(f"{news['name']}: not running on {olds['host']['name']}: up starts it")
@@ -120,6 +127,15 @@ class VmPlacementProvider(HostProvider):
                 self._credentials_error or "glidepath:ssh is not configured for this stack"
             )
         return libvirt_bridge.connection(endpoint, self._credentials)
+
+    def _split_on(self, props: dict[str, Any]) -> bool:
+        """Whether the VM on `props`' host is half of a post-copy move."""
+        import libvirt
+
+        try:
+            return _split(self._libvirt(endpoint_of(props)).lookupByName(props["name"]))
+        except (libvirt.libvirtError, transport.TransportError):
+            return False
 
     def _find(self, props: dict[str, Any]) -> Placement | None:
         """Where the domain is: the stored host first, then every host of the fleet."""
