@@ -438,9 +438,11 @@ class VmPlacementProvider(HostProvider):
         dom = source_conn.lookupByName(name)
         spec = None if news["adopt"] else DomainSpec.from_props(news)
         live = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE) if spec is None else ""
-        # The slices of bigger target disks are in the target's definition already.
         destination_xml, disk_targets = job.destination(spec, live, {})
         params = job.params(destination_xml, disk_targets, settings, route)
+        # The target's half was defined by the original move's Prepare, with its
+        # destination XML (and slices): the resume reconnects the streams, no redefinition.
+        params.pop(libvirt.VIR_MIGRATE_PARAM_DEST_XML)
         _log(
             f"{name}: resuming the post-copy move {source} -> {target}, "
             f"{route.describe(source, target)}"
