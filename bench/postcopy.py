@@ -32,6 +32,7 @@ if not __package__:
 import lab
 from bench.common import key_values, median, pulumi_cli, results_path, save_json, say, table
 from bench.downtime import lost_writes, wait_answers
+from lab.guest import console_tails
 from lab.probe import start_probe
 from lab.stacks import GeneratedStack, generated_stack, lab_vm
 
@@ -39,7 +40,7 @@ VM, VIF = "blog", 0
 MEMORY_MIB = 256
 DIRTY_MIB = 64
 PROBE_S = 400.0
-GUESTS = ("idle", "dirty")
+GUESTS = ("dirty", "idle")  # the dirtying guest first: it is what the bench is for
 MODES = {"pre": "never", "post": "after_first_pass"}
 
 
@@ -57,10 +58,19 @@ class Move:
     postcopy: bool  # the move did switch to post-copy
     lost_writes: int
     answers_after: bool  # the VM answered on the target afterwards
+    failed: str = ""  # the `up`'s error, when it failed
 
     @property
     def kind(self) -> str:
         return f"{self.guest}/{self.mode}"
+
+
+def running_on(vm: str) -> list[str]:
+    return [
+        host
+        for host in ("old", "new")
+        if vm in lab.run(host, ["virsh", "list", "--name", "--state-running"]).stdout.split()
+    ]
 
 
 def one_move(
@@ -70,10 +80,28 @@ def one_move(
     stack.move(VM, target)
     ip = lab_vm(VM, VIF, target)["ip"]
     running = start_probe(ip, PROBE_S)
+    started = time.monotonic()
+    failed = ""
     try:
-        total, _lines = pulumi_cli(stack.stack.name, "up", "--yes", "--skip-preview")
+        total, lines = pulumi_cli(stack.stack.name, "up", "--yes", "--skip-preview")
+        # What the move said of its memory passes (not converging, the switch, the end).
+        for _, line in lines:
+            if f"{VM}: " in line and any(
+                word in line for word in ("not converging", "post-copy", "moved")
+            ):
+                say(f"  {line.strip()[-160:]}")
+    except SystemExit as err:  # pulumi_cli's report of a failed `up`
+        total, failed = time.monotonic() - started, str(err)
     finally:
         timeline = running.stop()
+    if failed:
+        say(f"bench: {guest}/{mode} {source}->{target}: up failed:\n{failed[-1500:]}")
+        say(console_tails([VM], ["old", "new"]))
+        why = [line for line in failed.splitlines() if "Error: " in line] or [failed]
+        writes = lost_writes(target, disk) if target in running_on(VM) else -1
+        gap, lost = timeline.longest_gap_ms, timeline.lost
+        return Move(guest, mode, run, source, target, gap, lost, total, float("nan"), False,
+                    writes, False, why[0].strip()[:300])  # fmt: skip
     migration = stack.outputs()["last_migrations"][VM]
     try:
         wait_answers(ip, 30)
@@ -149,6 +177,7 @@ def describe(move: Move) -> str:
         f"({move.lost_pings} pings lost), total {move.total_s:.2f} s, migration "
         f"{move.migrate_s:.2f} s, post-copy {move.postcopy}, lost writes {move.lost_writes}"
         + ("" if move.answers_after else ", NO ANSWER afterwards")
+        + (f", FAILED: {move.failed}" if move.failed else "")
     )
 
 
@@ -196,11 +225,13 @@ def report(moves: list[Move], runs: int, bandwidth: int) -> int:
     say(f"bench: {len(moves)} moves; {json_path}")
     lost = sum(m.lost_writes for m in moves)
     broken = sum(not m.answers_after for m in moves)
+    failed = sum(bool(m.failed) for m in moves)
     pairs |= {
         "moves": len(moves),
         "postcopy_moves": sum(m.postcopy for m in moves),
         "lost_writes": lost,
         "unanswered": broken,
+        "failed_ups": failed,
     }
     say(key_values(pairs))
     return 0
