@@ -435,6 +435,14 @@ class VmPlacementProvider(HostProvider):
         settings = Migration.model_validate(news["migration"])
         source_conn = self._libvirt(endpoint_of(source_props))
         target_conn = self._libvirt(endpoint_of(news))
+        try:
+            target_conn.lookupByName(name)
+        except libvirt.libvirtError:
+            raise MigrationError(
+                f"{name}: its memory is split by a post-copy move to another host than "
+                f"{target}: set host to the one where `virsh domstate --reason {name}` says "
+                "post-copy, and `pulumi up` again"
+            ) from None
         dom = source_conn.lookupByName(name)
         spec = None if news["adopt"] else DomainSpec.from_props(news)
         live = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE) if spec is None else ""
