@@ -19,12 +19,14 @@ from lab.proc import run
 __all__ = [
     "block_ssh",
     "children",
+    "cut_migration",
     "kill_libvirt_clients",
     "kill_libvirtd",
     "kill_tunnel_ssh",
     "libvirtd_pid",
     "link_down",
     "link_up",
+    "restore_migration",
     "start_libvirtd",
     "tunnel_keeper_pid",
     "tunnel_ssh_pids",
@@ -148,3 +150,38 @@ def block_ssh(host: str, action: str = "reject") -> None:
 
 def unblock_ssh(host: str, action: str = "reject") -> None:
     run(host, ["iptables", "-w", "-D", *_ssh_rule(action)], timeout=30)
+
+
+def _migration_rules() -> list[list[str]]:
+    low, high = t.MIGRATION_PORTS
+    ports = f"{low}:{high}"
+    tag = ["-m", "comment", "--comment", "glidepath-lab fault"]
+    return [
+        ["INPUT", "-p", "tcp", "--dport", ports, *tag, "-j", "DROP"],
+        ["OUTPUT", "-p", "tcp", "--sport", ports, *tag, "-j", "DROP"],
+    ]
+
+
+def _kill_sockets(host: str, side: str) -> str:
+    """Close `host`'s TCP sockets on the migration ports (`side`: sport or dport), as a
+    broken link does once TCP gives up (`ss -K`: the kernel's sock_destroy, no process
+    is signalled). -> ss's list of what it closed."""
+    low, high = t.MIGRATION_PORTS
+    argv = ["ss", "-K", "-t", "-n", side, ">=", f":{low}", side, "<=", f":{high}"]
+    return run(host, argv, timeout=30).stdout
+
+
+def cut_migration(target: str, source: str) -> str:
+    """The migration streams between `source` and `target` break and stay broken: the
+    target drops its migration ports (QEMU's memory stream and the NBD disk copy listen
+    there), and the open connections on them are closed on both hosts, so both QEMUs see
+    the break at once (a dropped link alone leaves TCP retrying for minutes, and a link
+    back within that time is no break at all). -> what was closed, for the test's log."""
+    for rule in _migration_rules():
+        run(target, ["iptables", "-w", "-I", *rule], timeout=30)
+    return _kill_sockets(target, "sport") + _kill_sockets(source, "dport")
+
+
+def restore_migration(target: str) -> None:
+    for rule in _migration_rules():
+        run(target, ["iptables", "-w", "-D", *rule], timeout=30)

@@ -57,7 +57,7 @@ export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-IP=; PREFIX=; NAME=guest; PROBE=; NOACPID=
+IP=; PREFIX=; NAME=guest; PROBE=; NOACPID=; DIRTY=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     gp.ip=*) IP=${arg#gp.ip=} ;;
@@ -65,6 +65,7 @@ for arg in $(cat /proc/cmdline); do
     gp.name=*) NAME=${arg#gp.name=} ;;
     gp.probe=*) PROBE=1 ;;
     gp.noacpid=*) NOACPID=1 ;;
+    gp.dirty=*) DIRTY=${arg#gp.dirty=} ;;
   esac
 done
 if [ -n "$PROBE" ]; then
@@ -115,6 +116,12 @@ writer() {
   done
 }
 writer &
+# gp.dirty=N: rewrite N MiB of random bytes in RAM without pause, as a busy database
+# does (random, not zeros: QEMU sends a zero page as a flag, not as 4 KiB).
+if [ -n "$DIRTY" ]; then
+  dd if=/dev/urandom of=/tmp/dirty-src bs=1M count="$DIRTY" 2>/dev/null
+  ( while :; do dd if=/tmp/dirty-src of=/tmp/dirty bs=1M conv=notrunc 2>/dev/null; done ) &
+fi
 echo "__READY__ name=$NAME ip=$IP"
 while :; do sleep 3600; done
 """
@@ -294,6 +301,7 @@ class VmSpec:
     vif: int = 0
     memory_mib: int = 128
     disk_mib: int = 64
+    dirty_mib: int = 0  # > 0: the guest rewrites this much RAM without pause (gp.dirty)
 
     @property
     def ip(self) -> str:
@@ -334,6 +342,8 @@ def domain_xml(
     if domain_type not in ("qemu", "kvm"):
         raise ValueError(f"domain_type must be 'qemu' or 'kvm', got {domain_type!r}")
     cmdline = f"console=ttyS0 panic=-1 gp.ip={vm.ip} gp.prefix={prefix} gp.name={vm.name}"
+    if vm.dirty_mib:
+        cmdline += f" gp.dirty={vm.dirty_mib}"
     return render(
         DomainSpec(
             name=vm.name,

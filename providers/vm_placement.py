@@ -109,10 +109,18 @@ class VmPlacementProvider(HostProvider):
                     None if news.get("adopt") else sum(int(d["size_mib"]) for d in news["disks"]),
                     None if news.get("adopt") else int(news["memory_mib"]),
                     int(news["migration"]["max_downtime_ms"]),
+                    str(news["migration"].get("postcopy", "never")),
                 )
             )
-            # Read-only pre-flight at preview: a move that cannot work fails here.
-            self.preflight(olds, news)
+            if self._split_on(olds):
+                # Its half on the target is defined: pre-flight would refuse the move.
+                _log(
+                    f"{news['name']}: its post-copy move to {new_host['name']} broke off (its "
+                    "memory is split between the hosts): up resumes it"
+                )
+            else:
+                # Read-only pre-flight at preview: a move that cannot work fails here.
+                self.preflight(olds, news)
         if olds.get("running") is False and not result.changes:
             # Found stopped (refresh read it so): the stack wants it running; `up` starts it.
             _log(f"{news['name']}: not running on {olds['host']['name']}: up starts it")
@@ -132,6 +140,15 @@ class VmPlacementProvider(HostProvider):
             )
         return libvirt_bridge.connection(endpoint, self._credentials)
 
+    def _split_on(self, props: dict[str, Any]) -> bool:
+        """Whether the VM on `props`' host is half of a post-copy move."""
+        import libvirt
+
+        try:
+            return _split(self._libvirt(endpoint_of(props)).lookupByName(props["name"]))
+        except (libvirt.libvirtError, transport.TransportError):
+            return False
+
     def _find(self, props: dict[str, Any]) -> Placement | None:
         """Where the domain is: the stored host first, then every host of the fleet."""
         import libvirt
@@ -147,6 +164,10 @@ class VmPlacementProvider(HostProvider):
                 continue
             found.append(Placement(host, bool(dom.isActive()), dom))
         running = [p for p in found if p.running]
+        if len(running) > 1 and any(_split(p.domain) for p in running):
+            # A post-copy move whose stream broke: active on both hosts, its memory split.
+            # The stored host is the move's source (the failed `up` kept it): `up` resumes.
+            return running[0]
         if len(running) > 1:
             hosts = ", ".join(p.host for p in running)
             raise RuntimeError(f"{props['name']} runs on more than one host ({hosts}): fix by hand")
@@ -356,6 +377,8 @@ class VmPlacementProvider(HostProvider):
 
         name, source, target = news["name"], placement.host, news["host"]["name"]
         source_props = {**olds, "host": olds["fleet"].get(source, olds["host"])}
+        if _split(placement.domain):
+            return self._resume(source_props, news, placement)
         create, slices, route = self.preflight(source_props, news, announce=False)
         target_ssh = self.session(news)
         # lvcreate rounds up to whole extents: a volume that came out bigger gets a slice too.
@@ -393,6 +416,7 @@ class VmPlacementProvider(HostProvider):
                 max_downtime_ms=max_downtime,
                 timeout_s=timeout_s,
                 after_start=lambda: self._warm_up_router(news),
+                postcopy=settings.postcopy,
             )
             if result.failure is not None:
                 runs_on, where = self._recover(source_props, news, name)
@@ -411,6 +435,79 @@ class VmPlacementProvider(HostProvider):
         finally:
             # After job.recover: a VM back on its source gets its route back there.
             routes.finish(moved)
+
+    def _resume(
+        self, source_props: dict[str, Any], news: dict[str, Any], placement: Placement
+    ) -> dict[str, Any]:
+        """Finish a post-copy move whose stream broke (an earlier `up`): the same
+        destination, disks and path, with VIR_MIGRATE_POSTCOPY_RESUME. The source's copy
+        is never resumed: the VM has run on the target since the switch."""
+        import libvirt
+
+        name, source, target = news["name"], placement.host, news["host"]["name"]
+        state = job.split(
+            self._libvirt(endpoint_of(source_props)), self._libvirt(endpoint_of(news)), name
+        )
+        if state != "failed":
+            raise MigrationError(
+                f"{name}: a post-copy move {source} -> {target} is still running (its memory "
+                "is split between the hosts): wait for it to end, then `pulumi refresh`"
+            )
+        route = path.choose(
+            news["migration"]["transport"], news["tunnel_addresses"], source, target
+        )
+        problems = path.check(route, self.session(source_props), self.session(news), source, target)
+        if problems:
+            raise MigrationError(
+                f"{name}: cannot resume the post-copy move {source} -> {target} yet:\n  - "
+                + "\n  - ".join(problems)
+                + "\n"
+                + job.SPLIT.format(source=source, target=target)
+            )
+        settings = Migration.model_validate(news["migration"])
+        source_conn = self._libvirt(endpoint_of(source_props))
+        target_conn = self._libvirt(endpoint_of(news))
+        try:
+            target_conn.lookupByName(name)
+        except libvirt.libvirtError:
+            raise MigrationError(
+                f"{name}: its memory is split by a post-copy move to another host than "
+                f"{target}: set host to the one where `virsh domstate --reason {name}` says "
+                "post-copy, and `pulumi up` again"
+            ) from None
+        dom = source_conn.lookupByName(name)
+        spec = None if news["adopt"] else DomainSpec.from_props(news)
+        live = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE) if spec is None else ""
+        destination_xml, disk_targets = job.destination(spec, live, {})
+        params = job.params(destination_xml, disk_targets, settings, route)
+        # The target's half was defined by the original move's Prepare, with its
+        # destination XML (and slices): the resume reconnects the streams, no redefinition.
+        params.pop(libvirt.VIR_MIGRATE_PARAM_DEST_XML)
+        _log(
+            f"{name}: resuming the post-copy move {source} -> {target}, "
+            f"{route.describe(source, target)}"
+        )
+        result = Monitor(name, dom, target_conn).run(
+            params,
+            job.resume_flags(settings),
+            max_downtime_ms=settings.max_downtime_ms,
+            timeout_s=float(settings.timeout_s),
+            resuming=True,
+        )
+        if result.failure is not None:
+            raise MigrationError(
+                f"{name}: resuming the post-copy move {source} -> {target} failed after "
+                f"{result.seconds:.1f} s: {result.failure}. "
+                + job.SPLIT.format(source=source, target=target)
+            ) from result.monitor_error
+        # Its route went to the target at the switch; make sure of it.
+        self.session(news).run(handover.route_here(news["ip"], news["vif"]))
+        last = result.record(source, target)
+        _log(
+            f"{name}: moved {source} -> {target}: the post-copy resumed and completed in "
+            f"{result.seconds:.1f} s"
+        )
+        return last
 
     def _recover(
         self, source_props: dict[str, Any], news: dict[str, Any], name: str
@@ -441,6 +538,18 @@ class VmPlacementProvider(HostProvider):
             # The network's cutover follows the copy: open its router's SSH connection
             # meanwhile, so the switch does not wait for a handshake (~110 ms in the lab).
             transport.warm_up(endpoint_of({"host": router}), self._credentials)
+
+
+def _split(dom: Any) -> bool:
+    """Whether this copy of a VM is one half of a post-copy move (its memory split)."""
+    import libvirt
+
+    from providers.migration.policy import postcopy_state
+
+    try:
+        return postcopy_state(*dom.state()) is not None
+    except libvirt.libvirtError:
+        return False
 
 
 class VmPlacement(Resource, module="vm", name="VmPlacement"):

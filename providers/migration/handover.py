@@ -59,9 +59,11 @@ class RouteHandover:
 
         def on_lifecycle(_conn: Any, _dom: Any, event: int, detail: int, _opaque: Any) -> None:
             # Runs in libvirt's event loop thread: note it and return.
-            if (
-                event == libvirt.VIR_DOMAIN_EVENT_SUSPENDED
-                and detail == libvirt.VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED
+            # MIGRATED: paused for the switch; POSTCOPY: paused as the VM switches to the
+            # target before its memory is copied (post-copy): it runs there from then on.
+            if event == libvirt.VIR_DOMAIN_EVENT_SUSPENDED and detail in (
+                libvirt.VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED,
+                libvirt.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY,
             ):
                 self._paused.set()
 

@@ -23,7 +23,20 @@ def flags(settings: Migration) -> int:
     )
     if settings.auto_converge:
         value |= libvirt.VIR_MIGRATE_AUTO_CONVERGE  # throttle a guest that dirties faster
+    if settings.postcopy != "never":
+        # Allows the switch to post-copy (the monitor asks for it: migrateStartPostCopy);
+        # without it the job is plain pre-copy. libvirt 9 / QEMU 7.2 accept it with the
+        # NBD disk copy: the memory stream starts once every mirror is in sync.
+        value |= libvirt.VIR_MIGRATE_POSTCOPY
     return value
+
+
+def resume_flags(settings: Migration) -> int:
+    """The flags that resume a post-copy whose stream broke: the move's own, plus
+    POSTCOPY_RESUME (libvirt >= 8.5), which reconnects the two halves of the VM."""
+    import libvirt
+
+    return flags(settings) | libvirt.VIR_MIGRATE_POSTCOPY | libvirt.VIR_MIGRATE_POSTCOPY_RESUME
 
 
 def destination(
@@ -57,7 +70,35 @@ def params(
         value[libvirt.VIR_MIGRATE_PARAM_DISKS_URI] = uri(path.address)
     if settings.bandwidth_mib_s > 0:
         value[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = settings.bandwidth_mib_s
+    if settings.postcopy_bandwidth_mib_s > 0:
+        value[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY] = settings.postcopy_bandwidth_mib_s
     return value
+
+
+def split(source_conn: Any, target_conn: Any, name: str) -> str | None:
+    """Whether the VM's memory is split between the hosts by a post-copy move: "active"
+    (the copy runs), "failed" (its stream broke: resume it), None (not in post-copy)."""
+    import libvirt
+
+    from providers.migration.policy import postcopy_state
+
+    found = []
+    for conn in (source_conn, target_conn):
+        try:
+            found.append(postcopy_state(*conn.lookupByName(name).state()))
+        except libvirt.libvirtError:
+            continue
+    if "failed" in found:
+        return "failed"
+    return "active" if "active" in found else None
+
+
+SPLIT = (
+    "Its memory is split between {source} and {target} (post-copy): it is paused or "
+    "stalled until the copy resumes. Restore the link between them and run `pulumi up`: "
+    "it resumes the copy (VIR_MIGRATE_POSTCOPY_RESUME). Never resume it on {source} by "
+    "hand: the VM has run on {target} since the switch (docs/recovery.md)."
+)
 
 
 def recover(
@@ -71,6 +112,10 @@ def recover(
     copy on the source would run the VM twice on one disk's two copies."""
     import libvirt
 
+    if split(source_conn, target_conn, name):
+        # From the post-copy switch on, the source's copy of the VM is stale: resuming
+        # it would run the VM twice, on two diverged disks. The target keeps its route.
+        return target, SPLIT.format(source=source, target=target)
     try:
         arrived = target_conn.lookupByName(name)
         if arrived.isActive() and arrived.state()[0] == libvirt.VIR_DOMAIN_RUNNING:

@@ -46,6 +46,7 @@ class Result:
     monitor_error: Exception | None = None  # the monitor's own error behind `failure`
     downtime_ms: int = 0  # QEMU's, from the completed job's stats
     bytes: int = 0  # memory and disk copied
+    postcopy: bool = False  # switched to post-copy (the VM ran on the target from then on)
 
     def record(self, source: str, target: str) -> dict[str, Any]:
         """The resource's `last_migration` output."""
@@ -55,6 +56,7 @@ class Result:
             "seconds": round(self.seconds, 3),
             "downtime_ms": self.downtime_ms,
             "bytes": self.bytes,
+            **({"postcopy": True} if self.postcopy else {}),
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
 
@@ -146,6 +148,8 @@ class Monitor:
         self._ended = threading.Event()
         self._outcome: dict[str, Any] = {}
         self._aborted: str | None = None
+        self._postcopy = False  # the switch was asked for and libvirt took it
+        self._postcopy_refused = False
 
     def run(
         self,
@@ -155,11 +159,16 @@ class Monitor:
         max_downtime_ms: int,
         timeout_s: float,
         after_start: Callable[[], object] | None = None,
+        postcopy: str = "never",
+        resuming: bool = False,
     ) -> Result:
         """Start the job, call `after_start` (work to overlap with the copy), watch the
-        job until it ends. An error of the monitor's own aborts the job and makes it a
-        failed one; a KeyboardInterrupt or the like aborts it and is raised again."""
+        job until it ends. `postcopy`: the setting, when to switch to post-copy;
+        `resuming`: the job resumes a broken post-copy (it is one from the start). An
+        error of the monitor's own aborts the job (pauses it, in post-copy) and makes it
+        a failed one; a KeyboardInterrupt or the like aborts it and is raised again."""
         started = self._clock()
+        self._postcopy = resuming
         threading.Thread(
             target=self._migrate, args=(params, flags), name=f"migrate-{self._name}", daemon=True
         ).start()
@@ -170,7 +179,7 @@ class Monitor:
                 after_start()
             if self._stats_thread:
                 reader.start()
-            self._watch(reader, started, max_downtime_ms, timeout_s)
+            self._watch(reader, started, max_downtime_ms, timeout_s, postcopy)
         except Exception as err:
             if self._abort_and_wait(f"monitoring failed ({type(err).__name__}: {err})"):
                 monitor_error = err
@@ -190,7 +199,12 @@ class Monitor:
             self._ended.set()
 
     def _watch(
-        self, reader: JobStatsReader, started: float, max_downtime_ms: int, timeout_s: float
+        self,
+        reader: JobStatsReader,
+        started: float,
+        max_downtime_ms: int,
+        timeout_s: float,
+        postcopy: str = "never",
     ) -> None:
         import libvirt
 
@@ -227,9 +241,13 @@ class Monitor:
                 max_downtime_ms=max_downtime_ms,
                 current_downtime_ms=downtime,
                 timeout_s=timeout_s,
+                postcopy="never" if self._postcopy_refused else postcopy,
+                in_postcopy=self._postcopy,
             )
             if decision.abort and self._aborted is None:
                 self._abort(decision.abort)
+            elif decision.start_postcopy:
+                self._start_postcopy(decision.start_postcopy)
             elif decision.set_downtime_ms:
                 downtime = decision.set_downtime_ms
                 self._log(
@@ -244,16 +262,35 @@ class Monitor:
                 self._log(policy.progress_line(self._name, snapshot, stale_s=stale_s))
                 next_progress = self._clock() + PROGRESS_EVERY_S
 
+    def _start_postcopy(self, why: str) -> None:
+        import libvirt
+
+        self._log(f"{self._name}: switching to post-copy: {why}")
+        try:
+            self._dom.migrateStartPostCopy(0)
+            self._postcopy = True
+        except libvirt.libvirtError as err:
+            # Pre-copy may be completing already; it goes on as pre-copy.
+            self._postcopy_refused = True
+            self._log(f"{self._name}: post-copy refused, pre-copy goes on: {err}")
+
     def _abort(self, reason: str) -> None:
-        """Abort the job (its end comes as migrate3's error), whatever the log does."""
+        """Abort the job (its end comes as migrate3's error), whatever the log does. In
+        post-copy a job cannot be aborted (the VM runs on the target, its memory partly on
+        the source): it is paused instead (VIR_DOMAIN_ABORT_JOB_POSTCOPY), to be resumed."""
         import libvirt
 
         self._aborted = reason
         try:
-            self._log(f"{self._name}: aborting: {reason}")
+            self._log(
+                f"{self._name}: {'pausing post-copy' if self._postcopy else 'aborting'}: {reason}"
+            )
         finally:
             try:
-                self._dom.abortJob()
+                if self._postcopy:
+                    self._dom.abortJobFlags(libvirt.VIR_DOMAIN_ABORT_JOB_POSTCOPY)
+                else:
+                    self._dom.abortJob()
             except libvirt.libvirtError as err:
                 self._log(f"{self._name}: abort failed: {err}")
 
@@ -278,6 +315,7 @@ class Monitor:
                 seconds,
                 failure=self._aborted or str(self._outcome.get("error")),
                 monitor_error=monitor_error,
+                postcopy=self._postcopy,
             )
         new_dom = self._outcome["domain"]
         stats = {}
@@ -288,4 +326,5 @@ class Monitor:
             domain=new_dom,
             downtime_ms=int(stats.get("downtime", 0)),
             bytes=int(stats.get("memory_processed", 0)) + int(stats.get("disk_processed", 0)),
+            postcopy=self._postcopy,
         )

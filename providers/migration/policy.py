@@ -18,6 +18,9 @@ DOWNTIME_STEP_EVERY = 2
 DOWNTIME_CEILING_MS = 2000
 # Say so in the progress line when libvirt has not answered a stats query for this long.
 STALE_NOTE_S = 3.0
+# `postcopy: if_stuck`: pre-copy "does not converge" when it is still copying at the pass
+# where the pause would first be raised: switch to post-copy there instead.
+POSTCOPY_STUCK_ITERATION = DOWNTIME_FIRST_STEP_ITERATION
 
 
 @dataclass(frozen=True)
@@ -67,10 +70,12 @@ class JobSnapshot:
 
 @dataclass(frozen=True)
 class Decision:
-    """`abort` (with a reason), or `set_downtime_ms` to raise the bound, or carry on."""
+    """`abort` (with a reason), or `start_postcopy` (with a reason), or `set_downtime_ms`
+    to raise the bound, or carry on."""
 
     abort: str | None = None
     set_downtime_ms: int | None = None
+    start_postcopy: str | None = None
 
 
 def downtime_for_iteration(max_downtime_ms: int, iteration: int) -> int:
@@ -82,19 +87,74 @@ def downtime_for_iteration(max_downtime_ms: int, iteration: int) -> int:
     return min(max_downtime_ms * 2 ** min(steps, 32), ceiling)
 
 
+def postcopy_due(mode: str, snapshot: JobSnapshot) -> str | None:
+    """Whether to switch a pre-copy job to post-copy now (`mode`: the `postcopy`
+    setting) -> why, or None. Never before the disks are copied: libvirt starts the
+    memory stream only once every disk mirror is in sync, and the target must have the
+    whole disk before the VM runs there."""
+    if mode == "never" or snapshot.memory_total == 0 or snapshot.disk_remaining > 0:
+        return None
+    # memory_iteration counts the pass in progress: 2 means the first one is done.
+    if mode == "after_first_pass" and snapshot.memory_iteration >= 2:
+        return "the first memory pass is done"
+    if mode == "if_stuck" and snapshot.memory_iteration >= POSTCOPY_STUCK_ITERATION:
+        return (
+            f"pre-copy does not converge ({snapshot.memory_remaining // MIB} MiB left "
+            f"at pass {snapshot.memory_iteration})"
+        )
+    return None
+
+
 def decide(
-    snapshot: JobSnapshot, *, max_downtime_ms: int, current_downtime_ms: int, timeout_s: float
+    snapshot: JobSnapshot,
+    *,
+    max_downtime_ms: int,
+    current_downtime_ms: int,
+    timeout_s: float,
+    postcopy: str = "never",
+    in_postcopy: bool = False,
 ) -> Decision:
+    """`postcopy`: the setting; `in_postcopy`: the switch was asked for already. From the
+    switch on nothing is aborted: the VM runs on the target, its memory partly on the
+    source, and only finishing the copy puts it back together: past the timeout the job is
+    paused (to be resumed), never aborted."""
+    if in_postcopy:
+        if snapshot.elapsed_s >= timeout_s:
+            # Paused, not aborted (the monitor knows the difference): resumable.
+            return Decision(abort=f"post-copy did not complete within timeout_s={timeout_s:.0f} s")
+        return Decision()
     if snapshot.elapsed_s >= timeout_s:
         remaining = (snapshot.memory_remaining + snapshot.disk_remaining) // MIB
         return Decision(
             abort=f"did not complete within timeout_s={timeout_s:.0f} s "
             f"({remaining} MiB still to copy, pass {snapshot.memory_iteration})"
         )
+    why = postcopy_due(postcopy, snapshot)
+    if why is not None:
+        return Decision(start_postcopy=why)
     wanted = downtime_for_iteration(max_downtime_ms, snapshot.memory_iteration)
     if wanted > current_downtime_ms:
         return Decision(set_downtime_ms=wanted)
     return Decision()
+
+
+def postcopy_state(state: int, reason: int) -> str | None:
+    """What a domain's (state, reason) says of a post-copy move: "active" (the memory is
+    split and flowing), "failed" (split, the stream broke: resume it), or None."""
+    import libvirt
+
+    # The source is paused while the target runs and pulls its memory (libvirt >= 8.5).
+    if (state, reason) in (
+        (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_POSTCOPY),
+        (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_RUNNING_POSTCOPY),
+    ):
+        return "active"
+    if (state, reason) in (
+        (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED),
+        (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_RUNNING_POSTCOPY_FAILED),
+    ):
+        return "failed"
+    return None
 
 
 def progress_line(name: str, snapshot: JobSnapshot, stale_s: float = 0.0) -> str:

@@ -32,6 +32,7 @@ def describe_move(
     disk_mib: int | None,
     memory_mib: int | None,
     max_downtime_ms: int,
+    postcopy: str = "never",
 ) -> str:
     """The line a preview prints for a move (DESIGN.md §4); sizes None: an adopted VM's
     own (its definition, not the stack, says them)."""
@@ -40,7 +41,11 @@ def describe_move(
         if disk_mib is not None and memory_mib is not None
         else "copy its own disks and RAM (adopted)"
     )
-    return f"{name}: live-migrate {source} -> {target}: {what}, max downtime {max_downtime_ms} ms"
+    line = f"{name}: live-migrate {source} -> {target}: {what}, max downtime {max_downtime_ms} ms"
+    if postcopy != "never":
+        when = "after the first memory pass" if postcopy == "after_first_pass" else "if stuck"
+        line += f", post-copy {when} (postcopy: {postcopy})"
+    return line
 
 
 def check(

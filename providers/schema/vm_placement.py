@@ -39,6 +39,8 @@ DEFAULT_VCPUS = 1
 #: "kvm" where /dev/kvm runs the guest, "qemu" for TCG (emulated).
 DomainType = Literal["kvm", "qemu"]
 DEFAULT_DOMAIN_TYPE: DomainType = "kvm"
+#: When a move switches the VM to the target before its memory is all copied.
+PostCopy = Literal["never", "after_first_pass", "if_stuck"]
 #: What removing the VM from the stack (or destroying the stack) does to its domain.
 OnRemove = Literal["release", "shutdown"]
 
@@ -133,6 +135,38 @@ class Migration(Model):
     """`tunnel`: memory and disks cross inside the hosts' `ssh -w` link (encrypted); a move
     between hosts without a link is refused. `direct`: libvirt's default, the target's
     address, in clear: only between hosts on a network you trust."""
+    postcopy: PostCopy = "never"
+    """`never`: pre-copy only; the pause carries the last dirty pages. `after_first_pass`:
+    once the disks are copied and one full memory pass is done, the VM switches to the
+    target and pulls the rest of its memory from the source on demand (post-copy): the
+    pause is the device state only. `if_stuck`: post-copy only when pre-copy does not
+    converge (still copying at the pass where the pause would be raised). From the switch
+    on the VM's memory is split between the hosts until the copy ends: a broken link
+    pauses it on both, and glidepath resumes the copy (docs/recovery.md)."""
+    postcopy_bandwidth_mib_s: Annotated[int, Between(0, 1 << 20)] = 0
+    """The post-copy phase's limit; 0: none. Only with `postcopy` other than `never`."""
+
+    @model_validator(mode="after")
+    def _postcopy_limit_needs_postcopy(self) -> Migration:
+        if self.postcopy_bandwidth_mib_s and self.postcopy == "never":
+            raise at(
+                (
+                    "postcopy_bandwidth_mib_s",
+                    "limits the post-copy phase, and postcopy is never: set postcopy "
+                    "(after_first_pass or if_stuck), or leave this 0",
+                )
+            )
+        return self
+
+    @model_serializer(mode="wrap")
+    def _postcopy_unset_left_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # As stored before post-copy existed: a VM that does not use it shows no change.
+        data: dict[str, Any] = handler(self)
+        if data.get("postcopy") == "never":
+            data.pop("postcopy", None)
+        if data.get("postcopy_bandwidth_mib_s") == 0:
+            data.pop("postcopy_bandwidth_mib_s", None)
+        return data
 
 
 @with_config(ConfigDict(extra="forbid"))
