@@ -66,12 +66,16 @@ def _reboot(lab: Any, stack: GeneratedStack, host: str, case: str) -> dict[str, 
     time.sleep(1.0)
     before = {vm: _records(host, vm) for vm in here}
     off = reboot.power_off(host)
+    try:
+        after = {vm: _records(host, vm) for vm in here}
+    finally:
+        # Booted whatever the check finds: a host left off would fail every later test.
+        booted = reboot.boot(off)
     for vm in here:
         # Every write the guest made before the power cut is on its disk, none missing.
-        after = _records(host, vm)
-        assert before[vm] <= after, f"{vm}: writes lost: {sorted(before[vm] - after)[:5]}"
-        assert guest.sequence_gaps(sorted(s for s, _ in after)) == [], vm
-    booted = reboot.boot(off)
+        lost = sorted(before[vm] - after[vm])
+        assert not lost, f"{vm}: writes lost: {lost[:5]}; on disk: {sorted(after[vm])[-5:]}"
+        assert guest.sequence_gaps(sorted(s for s, _ in after[vm])) == [], vm
     print(booted.restore_output)
     # Without `pulumi up`: the VMs run where they ran, and answer again.
     running_s = _wait(
