@@ -489,6 +489,17 @@ def read_sequence(host: str, disk_path: str) -> list[int]:
     return [r.seq for r in read_records(host, disk_path)]
 
 
+def lost_writes(before: dict[int, Record], after: dict[int, Record]) -> list[Record]:
+    """Records (by seq) read from a disk before some event that are not on it after. A
+    sector the guest wrote again in a later second is not a lost write: the guest's writer
+    starts over at seq 0 at each boot, over the records of the boot before."""
+    return [
+        record
+        for seq, record in sorted(before.items())
+        if after.get(seq) != record and not (seq in after and after[seq].epoch > record.epoch)
+    ]
+
+
 def sequence_gaps(seqs: list[int]) -> list[tuple[int, int]]:
     """Missing ranges [first, last] in a sequence that should be 0, 1, 2, ...
 

@@ -42,8 +42,9 @@ def _disk(vm: str) -> str:
     return f"/var/lib/libvirt/images/{vm}.img"
 
 
-def _records(host: str, vm: str) -> set[tuple[int, float]]:
-    return {(r.seq, r.uptime) for r in guest.read_records(host, _disk(vm))}
+def _records(host: str, vm: str) -> dict[int, guest.Record]:
+    """The guest's write records on its disk, by sector (seq)."""
+    return {r.seq: r for r in guest.read_records(host, _disk(vm))}
 
 
 def _carrier(lab: Any, host: str) -> bool:
@@ -76,9 +77,10 @@ def _reboot(lab: Any, stack: GeneratedStack, host: str, case: str) -> dict[str, 
         booted = reboot.boot(off)
     for vm in here:
         # Every write the guest made before the power cut is on its disk, none missing.
-        lost = sorted(before[vm] - after[vm])
-        assert not lost, f"{vm}: writes lost: {lost[:5]}; on disk: {sorted(after[vm])[-5:]}"
-        assert guest.sequence_gaps(sorted(s for s, _ in after[vm])) == [], vm
+        lost = guest.lost_writes(before[vm], after[vm])
+        on_disk = [after[vm].get(record.seq) for record in lost[:5]]
+        assert not lost, f"{vm}: writes lost: {lost[:5]}; those sectors now: {on_disk}"
+        assert guest.sequence_gaps(sorted(after[vm])) == [], vm
     print(booted.restore_output)
     # Without `pulumi up`: the VMs run where they ran, and answer again.
     running_s = _wait(

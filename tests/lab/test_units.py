@@ -140,6 +140,21 @@ def test_parse_records_and_gaps() -> None:
     assert guest.sequence_gaps([0, 1, 1]) == [(1, 1)]
 
 
+def test_a_write_is_lost_unless_it_is_on_disk_or_the_guest_wrote_its_sector_again() -> None:
+    def rec(seq: int, epoch: int, uptime: float) -> guest.Record:
+        return guest.Record(seq, epoch, uptime, "vm1")
+
+    # Sector 1 still holds an earlier boot's record when read; then the rebooted guest's
+    # writer, starting over at 0, writes seq 1 again: that is not a lost write.
+    before = {0: rec(0, 1000, 4.2), 1: rec(1, 950, 4.4), 2: rec(2, 950, 4.7)}
+    after = {0: rec(0, 1000, 4.2), 1: rec(1, 1001, 4.5), 2: rec(2, 950, 4.7)}
+    assert guest.lost_writes(before, after) == []
+    # Gone, or replaced by an older or same-second record: lost.
+    assert guest.lost_writes(before, {0: before[0], 2: before[2]}) == [before[1]]
+    same_second = {**after, 0: rec(0, 1000, 4.3)}
+    assert guest.lost_writes(before, same_second) == [before[0]]
+
+
 def test_initramfs_is_valid_newc() -> None:
     img = guest.build_initramfs(guest._kernel_version())
     names = (
