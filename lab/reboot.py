@@ -76,6 +76,9 @@ def power_off(host: str) -> PoweredOff:
             raise LabError(f"{host}: processes {left} survived SIGKILL")
         for p in (h.mnt_ns, h.uts_ns):
             sh(["umount", str(p)], check=False)
+        # The uplink goes with the namespace, but the kernel removes core's end of the
+        # veth a moment later; the boot would then find it still there. Cut it now.
+        sh(["ip", "-n", t.CORE, "link", "del", h.core_link], check=False)
         sh(["ip", "netns", "del", host])
         for sub in t.HOST_RUN_DIRS:
             directory = h.state_dir / sub
