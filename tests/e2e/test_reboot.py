@@ -27,10 +27,7 @@ from lab import topology as t
 from tests.e2e.conftest import GeneratedStack, lab_vm
 from tests.e2e.test_preflight import running_on, wait_answers
 
-# Quarantined (README, "Known problems"): after the mid-move reboot of new, a guest record
-# read from the disk just before the power cut was not on it afterwards, in 2 of 4 runs
-# on main (0 of 4 on its branch before the merge); the cause is not found yet (issue 19).
-pytestmark = [pytest.mark.e2e, pytest.mark.lab, pytest.mark.engine, pytest.mark.quarantine]
+pytestmark = [pytest.mark.e2e, pytest.mark.lab, pytest.mark.engine]
 
 VMS = {"rb-a": (1, "203.0.113.3"), "rb-b": (2, "203.0.113.4")}
 #: Bounds: a rebooted host's VM boots in ~5 s (TCG); the tunnel's keeper retries every <=5 s.
