@@ -41,9 +41,9 @@ class LabHandle:
         return probe_mod.probe(target, seconds, http=http)
 
     def start_probe(
-        self, target: str, seconds: float, *, http: bool = False, tcp: bool = False
+        self, target: str, seconds: float, *, http: bool = False
     ) -> probe_mod.RunningProbe:
-        return probe_mod.start_probe(target, seconds, http=http, tcp=tcp)
+        return probe_mod.start_probe(target, seconds, http=http)
 
     def where(self, vm: str) -> list[str]:
         """Hosts on which `vm` is running."""
