@@ -437,6 +437,37 @@ def console_tails(names: list[str], hosts: list[str], chars: int = 1500) -> str:
     return "\n".join(parts) or f"(no console log of {', '.join(names)} on any host)"
 
 
+#: What a lab guest's console shows when it broke: a kernel that boots again (with
+#: `panic=-1` a panic restarts it), an oops, corrupted lists, a virtio ring out of step,
+#: a hung CPU. Any of them after a move is the guest's failure, whatever its network did.
+TROUBLE = re.compile(
+    r"Calibrating delay loop|Oops|BUG:|kernel BUG|list_(?:add|del) corruption|"
+    r"__list_del_entry_valid|is not a head|soft lockup|general protection fault|"
+    r"Kernel panic"
+)
+
+
+def trouble(console: str) -> list[str]:
+    """The console lines that say the guest broke (TROUBLE), in order."""
+    return [line.strip() for line in console.splitlines() if TROUBLE.search(line)]
+
+
+def console_size(host: str, name: str) -> int:
+    """How far a VM's console log on `host` goes now (0 if it has none)."""
+    log = t.host_path(host, console_log_path(name))
+    return log.stat().st_size if log.exists() else 0
+
+
+def console_since(host: str, name: str, offset: int) -> str:
+    """A VM's console log on `host` from `offset` on (what it printed since then)."""
+    log = t.host_path(host, console_log_path(name))
+    if not log.exists():
+        return ""
+    with log.open("rb") as handle:
+        handle.seek(offset)
+        return handle.read().decode(errors="replace")
+
+
 def remove_vm(host: str, name: str) -> None:
     """Destroy and undefine `name` on `host` if present, and delete its disk."""
     run(host, ["virsh", "destroy", name], check=False, timeout=30)

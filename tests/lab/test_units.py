@@ -155,6 +155,24 @@ def test_a_write_is_lost_unless_it_is_on_disk_or_the_guest_wrote_its_sector_agai
     assert guest.lost_writes(before, same_second) == [before[0]]
 
 
+def test_console_trouble_names_a_broken_guest_and_nothing_else() -> None:
+    console = (
+        "[   12.100001] virtio_net virtio0: output.0:id 3 is not a head!\n"
+        "GP-READY name=move2 ip=203.0.113.2\n"
+        "[    0.004000] Calibrating delay loop (skipped), value calculated using timer\n"
+        "[   30.2] list_del corruption. prev->next should be ffff8880\n"
+        "[   31.0] watchdog: BUG: soft lockup - CPU#0 stuck for 26s!\n"
+        "[    8.0] IPv6: ADDRCONF(NETDEV_CHANGE): eth0: link becomes ready\n"
+    )
+    assert guest.trouble(console) == [
+        "[   12.100001] virtio_net virtio0: output.0:id 3 is not a head!",
+        "[    0.004000] Calibrating delay loop (skipped), value calculated using timer",
+        "[   30.2] list_del corruption. prev->next should be ffff8880",
+        "[   31.0] watchdog: BUG: soft lockup - CPU#0 stuck for 26s!",
+    ]
+    assert guest.trouble("GP-READY name=blog ip=203.0.113.2\n") == []
+
+
 def test_initramfs_is_valid_newc() -> None:
     img = guest.build_initramfs(guest._kernel_version())
     names = (
