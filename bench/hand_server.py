@@ -3,7 +3,7 @@ settings, to tell whether lab guests that break after their move break because o
 glidepath or because of the move itself.
 
     .venv/bin/python bench/hand_server.py [--count 8] [--runs N] [--max-downtime-ms 100]
-        [--glidepath]
+        [--glidepath] [--load pings+tcp|pings|tcp|none]
 
 A generated lab stack starts COUNT VMs on `old` (as bench/concurrent.py does: vif<i>,
 203.0.113.<i>). Then, per run, each way (old -> new, new -> old):
@@ -15,10 +15,12 @@ A generated lab stack starts COUNT VMs on `old` (as bench/concurrent.py does: vi
   wherever it runs, as during glidepath's moves. No glidepath code runs.
 - with --glidepath: the same VMs moved by one `pulumi up` (its schedule: moves.at_once).
 In both, the client pings every VM every 10 ms and holds a checked TCP stream to each
-during the way (lab/probe.py --tcp): the guests carry the same load as in concurrent.py.
+during the way (lab/probe.py --tcp): the guests carry the same load as in concurrent.py
+(--load picks a part of it, or none).
 After each way, 8 s to settle, then per VM: what its console printed since the move
 began (a new boot, an oops, list corruption, a virtio ring out of step:
-lab.guest.TROUBLE), whether it answers, and libvirt's memory passes and pause for it.
+lab.guest.TROUBLE), whether its disk writer still writes, its longest ping gap, whether
+its stream broke, and libvirt's memory passes and pause for it (by hand).
 Results: a table, bench/results/hand_server-<time>.json, a last line of key=value pairs.
 """
 
@@ -38,8 +40,7 @@ import lab
 from bench.common import key_values, median, pulumi_cli, results_path, save_json, say, table
 from bench.concurrent import vm_spec, wait_answers
 from lab import baseline, guest
-from lab import topology as t
-from lab.probe import start_probe
+from lab.probe import ProbeResult, RunningProbe, start_probe
 from lab.proc import run
 from lab.stacks import generated_stack
 
@@ -75,26 +76,30 @@ def hand_way(
     for name, vm in vms.items():
         baseline.prepare_disk(name, src, dst)
         run(src, ["virsh", "migrate-setmaxdowntime", name, str(max_downtime_ms)])
-        run(
-            src,
-            [
-                "virsh",
-                "migrate",
-                "--live",
-                "--copy-storage-all",
-                "--persistent",
-                "--undefinesource",
-                "--auto-converge",
-                name,
-                t.hypervisor(dst).libvirt_uri,
-            ],
-            timeout=600,
-        )
+        baseline.virsh_migrate(name, src, dst, timeout=600, auto_converge=True)
         run(dst, ["ip", "route", "replace", f"{vm['ip']}/32", "dev", vm["vif"]])
         found[name] = baseline.parse_jobinfo(
             run(dst, ["virsh", "domjobinfo", name, "--completed"], check=False).stdout
         )
     return found
+
+
+def load_probe(ip: str, load: str) -> RunningProbe | None:
+    """The client's traffic to one VM during a way: pings every 10 ms (the gap's
+    resolution), a checked TCP stream, both, or none (`load`). Pings at the probe's
+    floor of one a second stand in for "none of them" when only the stream runs."""
+    if load == "none":
+        return None
+    interval = 0.01 if "pings" in load else 1.0
+    return start_probe(ip, PROBE_S, interval=interval, tcp="tcp" in load)
+
+
+def gap_ms(result: ProbeResult | None) -> int:
+    return -1 if result is None else round(result.longest_gap_ms)
+
+
+def tcp_error(result: ProbeResult | None) -> str:
+    return str(result.tcp.get("error")) if result is not None and result.tcp_broken else ""
 
 
 def writes_after(host: str, disk: str, since: float) -> bool:
@@ -109,6 +114,12 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--max-downtime-ms", type=int, default=100)
     parser.add_argument("--glidepath", action="store_true", help="move with pulumi up instead")
+    parser.add_argument(
+        "--load",
+        choices=["pings+tcp", "pings", "tcp", "none"],
+        default="pings+tcp",
+        help="what the client sends each VM during a way (default: as concurrent.py)",
+    )
     args = parser.parse_args()
     lab.up()
     how = "glidepath" if args.glidepath else "hand"
@@ -125,7 +136,7 @@ def main() -> int:
         for run_no in range(1, args.runs + 1):
             for src, dst in (("old", "new"), ("new", "old")):
                 offsets = {name: guest.console_size(dst, name) for name in names}
-                probes = {n: start_probe(vms[n]["ip"], PROBE_S, tcp=True) for n in names}
+                probes = {n: load_probe(vms[n]["ip"], args.load) for n in names}
                 started = time.monotonic()
                 infos: dict[str, Any] = {}
                 failed = None
@@ -141,7 +152,7 @@ def main() -> int:
                     failed = str(err).splitlines()[0][:300]
                     say(f"bench: {how} {src}->{dst} run {run_no} FAILED: {failed}")
                 took, ended = time.monotonic() - started, time.time()
-                results = {name: running.stop() for name, running in probes.items()}
+                results = {name: running.stop() for name, running in probes.items() if running}
                 time.sleep(SETTLE_S)
                 for name in names:
                     console = guest.console_since(dst, name, offsets[name])
@@ -156,8 +167,8 @@ def main() -> int:
                             baseline._ms(info.get("Total downtime")),
                             guest.trouble(console),
                             writes_after(dst, vms[name]["disks"][0]["path"], ended),
-                            round(results[name].longest_gap_ms),
-                            str(results[name].tcp.get("error")) if results[name].tcp_broken else "",
+                            gap_ms(results.get(name)),
+                            tcp_error(results.get(name)),
                         )
                     )
                 broken = [
@@ -228,7 +239,7 @@ def report(moved: list[Moved], how: str, args: argparse.Namespace) -> int:
                 "broken_after": len(broken),
                 "moves_that_broke_a_guest": len(broke),
                 "tcp_resets": sum(1 for m in moved if m.tcp_broken),
-                "gap_ms_p50": median([float(m.gap_ms) for m in moved]),
+                "gap_ms_p50": median([float(m.gap_ms) for m in moved if m.gap_ms >= 0]),
                 "gap_ms_max": max((m.gap_ms for m in moved), default=0),
                 "passes_p50": median([float(p) for p in passes]),
                 "passes_max": max(passes, default=0),

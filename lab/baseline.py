@@ -221,9 +221,13 @@ def prepare_disk(vm: str, src: str, dst: str, disk_path: str | None = None) -> s
     return path
 
 
-def virsh_migrate(vm: str, src: str, dst: str, *, timeout: float = 300) -> float:
-    """The blog's `virsh migrate`, run on the source; returns its wall time."""
+def virsh_migrate(
+    vm: str, src: str, dst: str, *, timeout: float = 300, auto_converge: bool = False
+) -> float:
+    """The blog's `virsh migrate`, run on the source; returns its wall time.
+    `auto_converge`: with glidepath's default flag added (bench/hand_server.py)."""
     uri = t.hypervisor(dst).libvirt_uri
+    converge = ["--auto-converge"] if auto_converge else []
     t0 = time.monotonic()
     run(
         src,
@@ -234,6 +238,7 @@ def virsh_migrate(vm: str, src: str, dst: str, *, timeout: float = 300) -> float
             "--copy-storage-all",
             "--persistent",
             "--undefinesource",
+            *converge,
             vm,
             uri,
         ],
