@@ -164,16 +164,14 @@ def main() -> int:
                             how,
                             name,
                             jobinfo_passes(info),
-                            baseline._ms(info.get("Total downtime")),
+                            baseline.jobinfo_ms(info.get("Total downtime")),
                             guest.trouble(console),
                             writes_after(dst, vms[name]["disks"][0]["path"], ended),
                             gap_ms(results.get(name)),
                             tcp_error(results.get(name)),
                         )
                     )
-                broken = [
-                    m.vm for m in moved[-len(names) :] if m.trouble or not m.writing or m.tcp_broken
-                ]
+                broken = [m.vm for m in moved[-len(names) :] if is_broken(m)]
                 say(
                     f"bench: {how} {src}->{dst} run {run_no}: {took:.1f} s, broken: "
                     f"{', '.join(broken) or 'none'}"

@@ -257,7 +257,7 @@ def parse_jobinfo(text: str) -> dict[str, str]:
     return out
 
 
-def _ms(v: str | None) -> float | None:
+def jobinfo_ms(v: str | None) -> float | None:
     if not v:
         return None
     m = re.match(r"([\d.]+)\s*ms", v)
@@ -409,8 +409,8 @@ def hand_migrate(
         src=src,
         dst=dst,
         migrate_s=round(migrate_s, 3),
-        libvirt_downtime_ms=_ms(info.get("Total downtime")),
-        libvirt_elapsed_ms=_ms(info.get("Time elapsed")),
+        libvirt_downtime_ms=jobinfo_ms(info.get("Total downtime")),
+        libvirt_elapsed_ms=jobinfo_ms(info.get("Time elapsed")),
         migrate_started_at=migrate_started_at,
         switched_at=switched[0],
         first_direct_packet_s=None if first is None else round(first, 3),

@@ -227,7 +227,7 @@ def test_jobinfo_parser() -> None:
         "Job type:         Completed\nTotal downtime:   159          ms\n"
     )
     assert info["Total downtime"] == "159          ms"
-    assert baseline._ms(info["Total downtime"]) == 159.0
+    assert baseline.jobinfo_ms(info["Total downtime"]) == 159.0
 
 
 def test_lab_ranges_avoid_this_machines_networks() -> None:
