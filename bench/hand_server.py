@@ -238,7 +238,7 @@ def report(moved: list[Moved], how: str, args: argparse.Namespace) -> int:
                 "moves_that_broke_a_guest": len(broke),
                 "tcp_resets": sum(1 for m in moved if m.tcp_broken),
                 "gap_ms_p50": median([float(m.gap_ms) for m in moved if m.gap_ms >= 0]),
-                "gap_ms_max": max((m.gap_ms for m in moved), default=0),
+                "gap_ms_max": max((m.gap_ms for m in moved if m.gap_ms >= 0), default=0),
                 "passes_p50": median([float(p) for p in passes]),
                 "passes_max": max(passes, default=0),
                 "broke_passes": ",".join(str(m.passes) for m in broke) or "-",

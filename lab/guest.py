@@ -424,13 +424,18 @@ def console_log_path(name: str) -> str:
     return path(name)
 
 
+def console_log(host: str, name: str) -> Path:
+    """A VM's console log on `host`, as the root namespace sees it."""
+    return t.host_path(host, console_log_path(name))
+
+
 def console_tails(names: list[str], hosts: list[str], chars: int = 1500) -> str:
     """The end of each VM's serial console log on each host that has one: what a failed
     move's report needs to tell the guest's own trouble (LAB.md: TCG) from ours."""
     parts = []
     for host in hosts:
         for name in names:
-            log = t.host_path(host, console_log_path(name))
+            log = console_log(host, name)
             if log.exists():
                 tail = log.read_text(errors="replace")[-chars:]
                 parts.append(f"--- {name} console on {host} (last {chars} chars) ---\n{tail}")
@@ -454,13 +459,13 @@ def trouble(console: str) -> list[str]:
 
 def console_size(host: str, name: str) -> int:
     """How far a VM's console log on `host` goes now (0 if it has none)."""
-    log = t.host_path(host, console_log_path(name))
+    log = console_log(host, name)
     return log.stat().st_size if log.exists() else 0
 
 
 def console_since(host: str, name: str, offset: int) -> str:
     """A VM's console log on `host` from `offset` on (what it printed since then)."""
-    log = t.host_path(host, console_log_path(name))
+    log = console_log(host, name)
     if not log.exists():
         return ""
     with log.open("rb") as handle:

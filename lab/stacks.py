@@ -21,7 +21,6 @@ from pulumi import automation as auto
 from engine import PROJECT_ROOT
 from engine.workspace import project_stack
 from lab import baseline, guest, lifecycle
-from lab import topology as t
 from lab.proc import run
 
 
@@ -187,7 +186,7 @@ def remove_vm_everywhere(names: list[str], disks: list[str]) -> None:
         for name in names:
             run(host, ["virsh", "destroy", name], check=False, timeout=30)
             run(host, ["virsh", "undefine", name], check=False, timeout=30)
-            t.host_path(host, guest.console_log_path(name)).unlink(missing_ok=True)
+            guest.console_log(host, name).unlink(missing_ok=True)
         if files:
             run(host, ["rm", "-f", "--", *files], check=False, timeout=30)
 
