@@ -41,9 +41,9 @@ class LabHandle:
         return probe_mod.probe(target, seconds, http=http)
 
     def start_probe(
-        self, target: str, seconds: float, *, http: bool = False
+        self, target: str, seconds: float, *, http: bool = False, interval: float = 0.01
     ) -> probe_mod.RunningProbe:
-        return probe_mod.start_probe(target, seconds, http=http)
+        return probe_mod.start_probe(target, seconds, http=http, interval=interval)
 
     def where(self, vm: str) -> list[str]:
         """Hosts on which `vm` is running."""

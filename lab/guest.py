@@ -473,6 +473,31 @@ def console_since(host: str, name: str, offset: int) -> str:
         return handle.read().decode(errors="replace")
 
 
+def console_offsets(hosts: list[str]) -> dict[Path, int]:
+    """Every VM console log on `hosts` (root namespace's view) and how far it goes now."""
+    offsets = {}
+    for host in hosts:
+        pattern = console_log(host, "*")  # the one place that names a console log
+        if pattern.parent.is_dir():
+            for log in pattern.parent.glob(pattern.name):
+                offsets[log] = log.stat().st_size
+    return offsets
+
+
+def trouble_since(offsets: dict[Path, int], hosts: list[str]) -> dict[Path, list[str]]:
+    """The TROUBLE lines each console log on `hosts` printed after `offsets` (a log that
+    is new since then, from its start; one that shrank was started afresh)."""
+    found = {}
+    for log, size in console_offsets(hosts).items():
+        start = offsets.get(log, 0)
+        with log.open("rb") as handle:
+            handle.seek(start if start <= size else 0)
+            lines = trouble(handle.read().decode(errors="replace"))
+        if lines:
+            found[log] = lines
+    return found
+
+
 def remove_vm(host: str, name: str) -> None:
     """Destroy and undefine `name` on `host` if present, and delete its disk."""
     run(host, ["virsh", "destroy", name], check=False, timeout=30)

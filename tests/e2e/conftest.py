@@ -8,14 +8,15 @@ lab/stacks.py (the benchmarks use them too).
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from engine import PROJECT_ROOT
 from engine.workspace import project_stack
-from lab import baseline
+from lab import baseline, guest
 from lab.stacks import (
     GeneratedStack,
     LabStack,
@@ -25,6 +26,8 @@ from lab.stacks import (
     remove_generated_stack,
     remove_vm_everywhere,
 )
+
+CONSOLE_OFFSETS = pytest.StashKey[dict[Path, int]]()
 
 __all__ = ["GeneratedStack", "LabStack", "host_network", "lab_hosts", "lab_vm"]
 
@@ -96,3 +99,38 @@ def generated_stacks(
         for handle in reversed(made):
             remove_generated_stack(handle)
         baseline.switch_core("old")
+
+
+@pytest.fixture(autouse=True)
+def guest_console_offsets(request: pytest.FixtureRequest) -> None:
+    """Where the guests' console logs end as a lab test starts (for the report below)."""
+    if "lab" in request.fixturenames:
+        request.getfixturevalue("lab")  # up before its hosts are listed
+        request.node.stash[CONSOLE_OFFSETS] = guest.console_offsets(lab_hosts())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
+    """A failed lab test's report also says what the guests' consoles printed meanwhile
+    that shows a guest broke (lab.guest.TROUBLE), or that none did. A TCG guest can break
+    in a move whoever moves it (lab/README.md, "Load, not glidepath, ..."): CI's output
+    then tells that from glidepath's own failure."""
+    outcome = yield
+    report = outcome.get_result()
+    offsets = item.stash.get(CONSOLE_OFFSETS, None)
+    if report.when != "call" or not report.failed or offsets is None:
+        return
+    try:
+        found = guest.trouble_since(offsets, lab_hosts())
+    except Exception as error:  # a report must not fail on the lab being half down
+        report.sections.append(("guest consoles", f"could not read them: {error}"))
+        return
+    text = (
+        "\n".join(f"{log}:\n  " + "\n  ".join(lines[-20:]) for log, lines in found.items())
+        or "no guest broke during this test (no oops, panic or new boot on any console)"
+    )
+    if found:
+        text += "\n(a boot is a guest restarting, unless the test itself started that VM)"
+    report.sections.append(("guest consoles", text))

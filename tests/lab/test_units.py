@@ -6,6 +6,7 @@ import ipaddress
 import json
 import subprocess
 import xml.etree.ElementTree as ET  # our own generated XML, not untrusted input
+from pathlib import Path
 
 import pytest
 
@@ -171,6 +172,33 @@ def test_console_trouble_names_a_broken_guest_and_nothing_else() -> None:
         "[   31.0] watchdog: BUG: soft lockup - CPU#0 stuck for 26s!",
     ]
     assert guest.trouble("GP-READY name=blog ip=203.0.113.2\n") == []
+
+
+def test_trouble_since_reads_only_what_each_console_printed_after_the_offsets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        guest, "console_log", lambda host, name: tmp_path / host / f"{name}-console.log"
+    )
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    booted = "[    0.004000] Calibrating delay loop (skipped)\nGP-READY name=flt\n"
+    (tmp_path / "old" / "flt-console.log").write_text(booted)
+    (tmp_path / "new" / "other-console.log").write_text(booted)
+    offsets = guest.console_offsets(["old", "new"])
+    assert guest.trouble_since(offsets, ["old", "new"]) == {}
+    with (tmp_path / "old" / "flt-console.log").open("a") as log:
+        log.write("[   30.2] list_del corruption. prev->next should be ffff8880\n")
+    # A log that appeared since is read from its start; one started afresh, likewise.
+    (tmp_path / "new" / "flt-console.log").write_text("Kernel panic - not syncing\n")
+    (tmp_path / "new" / "other-console.log").write_text("BUG: oops\n")
+    assert guest.trouble_since(offsets, ["old", "new"]) == {
+        tmp_path / "old" / "flt-console.log": [
+            "[   30.2] list_del corruption. prev->next should be ffff8880"
+        ],
+        tmp_path / "new" / "flt-console.log": ["Kernel panic - not syncing"],
+        tmp_path / "new" / "other-console.log": ["BUG: oops"],
+    }
 
 
 def test_initramfs_is_valid_newc() -> None:
