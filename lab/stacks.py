@@ -9,6 +9,7 @@ git-ignored for the e2e-* and bench-* names) with its own VMs, edited as a whole
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -22,6 +23,10 @@ from engine import PROJECT_ROOT
 from engine.workspace import project_stack
 from lab import baseline, guest, lifecycle
 from lab.proc import run
+
+# A line of `pulumi up` output that says what failed: the engine's `error:` lines, a
+# resource marked **... failed**, and the provider's exception (`...Error: text`).
+ERROR_LINE = re.compile(r"\berror:|[A-Za-z]Error: |\*\*[a-z ]*failed\*\*")
 
 
 class LabStack:
@@ -59,7 +64,18 @@ class LabStack:
 
     def up(self) -> auto.UpResult:
         self.output, self.steps = [], []
-        return self.stack.up(on_output=self._sink, on_event=self._event, color="never")
+        try:
+            return self.stack.up(on_output=self._sink, on_event=self._event, color="never")
+        except auto.CommandError:
+            # The engine's own error lines, together: in a long failed `up` they sit in
+            # the middle of its output, where a shortened report cuts them out.
+            print("pulumi up failed:\n  " + "\n  ".join(self.error_lines()))
+            raise
+
+    def error_lines(self, at_most: int = 20) -> list[str]:
+        """The last run's lines that carry an error (the resources' and the engine's)."""
+        found = [line.strip() for line in self.output if ERROR_LINE.search(line)]
+        return found[-at_most:]
 
     def preview(self) -> auto.PreviewResult:
         self.output, self.steps = [], []

@@ -261,3 +261,28 @@ def test_jobinfo_parser() -> None:
 def test_lab_ranges_avoid_this_machines_networks() -> None:
     for net in ("192.0.2.0/24", "10.0.0.0/8"):
         assert not any(r.overlaps(ipaddress.ip_network(net)) for r in t.LAB_RANGES)
+
+
+def test_error_lines_pick_what_failed_out_of_an_up() -> None:
+    from lab.stacks import LabStack
+
+    handle = LabStack(stack=None)  # type: ignore[arg-type]  # only its output is read
+    handle.output = [
+        "Updating (e2e-faults):",
+        " ~  pulumi-python:dynamic/vm:VmPlacement flt **updating failed** [diff: ~host]; "
+        "error: Traceback (most recent call last):",
+        "    pulumi:pulumi:Stack glidepath-e2e-faults running flt: migrating (disk) 5.0 s",
+        '      File "/p/providers/vm_placement.py", line 401, in update',
+        "    providers.upstream.CutoverError: net0: after the switch to old, these VMs do "
+        "not answer through the provider's network: 203.0.113.2.",
+        "    error: update failed",
+        "Resources:",
+        "    2 errored",
+    ]
+    assert handle.error_lines() == [
+        "~  pulumi-python:dynamic/vm:VmPlacement flt **updating failed** [diff: ~host]; "
+        "error: Traceback (most recent call last):",
+        "providers.upstream.CutoverError: net0: after the switch to old, these VMs do not "
+        "answer through the provider's network: 203.0.113.2.",
+        "error: update failed",
+    ]
