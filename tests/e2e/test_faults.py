@@ -56,7 +56,7 @@ LINK_CUT_S = 20
 # (lab/README.md, "Load, not glidepath, breaks the guests of a whole-server move").
 PROBE_INTERVAL_S = 0.05
 HOSTS = ["old", "new"]
-# The guest's console logs as far as the last test's start read them (`restart_if_broken`).
+# How far `fail_if_broken` last read the guest's console logs, on each host.
 CONSOLES_READ: dict[Path, int] = {}
 
 
@@ -260,29 +260,30 @@ def no_domain_left(lab: Any, host: str) -> None:
 
 
 @pytest.fixture(autouse=True)
-def settled(lab: Any, stack: GeneratedStack) -> None:
-    """Whatever the test before left behind: the VM on one host, the stack in step."""
+def settled(lab: Any, stack: GeneratedStack) -> Iterator[None]:
+    """Whatever the test before left behind: the VM on one host, the stack in step. A
+    guest that broke (its console says so: lab.guest.TROUBLE) fails the test it broke
+    in, or this setup if it broke while the stack settled, and boots afresh."""
     stack.refresh()
     stack.preview()
     if stack.changes():
         print("settling the stack first:", stack.changes())
         assert stack.up().summary.result == "succeeded"
-    restart_if_broken(lab, where(lab))
+    fail_if_broken(lab, "while the stack settled before this test")
+    yield
+    fail_if_broken(lab, "during this test")
 
 
-def restart_if_broken(lab: Any, host: str) -> None:
-    """A guest that broke in an earlier test (its console says so: lab.guest.TROUBLE)
-    boots afresh on `host`, its write records cleared: that test failed already, and
-    each later one checks that the guest goes on writing, which a guest that restarted
-    its writer at seq 0 over its old records does not show. One TCG crash then fails
-    one test, not every one after it."""
+def fail_if_broken(lab: Any, when: str) -> None:
+    """Fail, saying what the guest's console showed, if the guest broke since the last
+    look; boot it afresh first, its write records cleared. Each later test checks that
+    the guest goes on writing, which a guest that restarted its writer at seq 0 over its
+    old records does not show: so one TCG crash fails one test, not every one after."""
     found = guest.trouble_since(CONSOLES_READ, HOSTS)
     CONSOLES_READ.update(guest.console_offsets(HOSTS))
     if not found:
         return
-    for log, lines in found.items():
-        print(f"{VM} broke in an earlier test ({log}):\n  " + "\n  ".join(lines[-10:]))
-    print(f"booting {VM} afresh on {host}, its write records cleared")
+    host = where(lab)
     lab.run(host, ["virsh", "destroy", VM], timeout=60)
     lab.run(
         host,
@@ -293,6 +294,11 @@ def restart_if_broken(lab: Any, host: str) -> None:
     lab.run(host, ["virsh", "start", VM], timeout=60)
     wait_answers(lab, VM_IP)
     CONSOLES_READ.update(guest.console_offsets(HOSTS))
+    seen = "\n".join(f"{log}:\n  " + "\n  ".join(lines[-10:]) for log, lines in found.items())
+    pytest.fail(
+        f"{VM} broke {when} (booted afresh on {host} for the next test):\n{seen}",
+        pytrace=False,
+    )
 
 
 # --- 1. the tunnel's ssh is killed --------------------------------------------------------
